@@ -1,0 +1,36 @@
+"""The backdoor lab: datasets, triggers, threat models T1-T3, reference nets, training.
+
+Kept out of the core estimators' import path: ``import wobbledetect`` does not import it.
+"""
+
+from .datasets import load_digits_images
+from .export import to_onnx
+from .nets import NETS, DigitsCNN, FashionCNN, SmallFashionCNN, resnet18_cifar
+from .sets import draw_sets
+from .threat import THREAT_MODELS, Poisoned, backdoor_labels, poison
+from .train import backdoor_accuracy, clean_accuracy, make_classifier, predict
+from .triggers import TRIGGER_NUMBERS, TRIGGERS, BlendTrigger, PatchTrigger, get_trigger
+
+__all__ = [
+    "load_digits_images",
+    "draw_sets",
+    "to_onnx",
+    "NETS",
+    "DigitsCNN",
+    "FashionCNN",
+    "SmallFashionCNN",
+    "resnet18_cifar",
+    "THREAT_MODELS",
+    "Poisoned",
+    "backdoor_labels",
+    "poison",
+    "backdoor_accuracy",
+    "clean_accuracy",
+    "make_classifier",
+    "predict",
+    "TRIGGER_NUMBERS",
+    "TRIGGERS",
+    "BlendTrigger",
+    "PatchTrigger",
+    "get_trigger",
+]
