@@ -1,21 +1,20 @@
-"""The ``wobbledetect`` command: ``demo`` (and, as they land, ``serve``, ``screen``, ``reproduce``).
+"""The ``wobbledetect`` command.
 
-Argument parsing and printing live here; the jobs themselves return their numbers.
+Each subcommand lives with the code it drives and registers itself here through a
+``register(subparsers)`` function; the heavy imports happen only when it runs. Argument
+parsing and printing live in the CLI; the jobs themselves return their numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
-
-def _demo(args):
-    from .lab.demo import run_demo
-
-    run_demo(args.out, n_jobs=args.n_jobs, random_state=args.seed)
-    return 0
+#: Modules whose ``register(subparsers)`` adds subcommands, in help order.
+SUBCOMMAND_MODULES = ("wobbledetect.lab.demo_cli",)
 
 
 def build_parser():
@@ -23,15 +22,12 @@ def build_parser():
         prog="wobbledetect",
         description="Detect backdoor triggers in neural networks through backdoor smoothing.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser(
-        "demo",
-        help="backdoor a digits CNN (T1) and detect its trigger; writes PNGs and JSON",
-    )
-    demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    demo.add_argument("--n-jobs", type=int, default=1, help="GridSearchCV workers (default: 1)")
-    demo.set_defaults(func=_demo)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"wobbledetect {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
