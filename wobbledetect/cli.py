@@ -25,7 +25,7 @@ def build_parser():
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"wobbledetect {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True)
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
