@@ -18,6 +18,7 @@ from ._exceptions import (
     ModelOutputError,
     WobbledetectError,
 )
+from ._export import to_onnx
 from ._levene import LeveneBackdoorDetector, outlier_mask
 from ._wobbliness import WobblinessTransformer, vote_entropy
 
@@ -28,6 +29,7 @@ __all__ = [
     "LeveneBackdoorDetector",
     "vote_entropy",
     "outlier_mask",
+    "to_onnx",
     "WobbledetectError",
     "ModelNotFittedError",
     "ModelOutputError",

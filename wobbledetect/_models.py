@@ -66,10 +66,14 @@ class ClassPredictor:
         is drawn.
     input_shape : tuple of int or None
         The shape of one input as declared by the model itself (ONNX), else None.
+    path : str
+        The inference path: ``"eager"``, ``"onnx"``, ``"frozen"``, ``"channels_last"``,
+        ``"compile"`` or ``"onnxruntime"`` (a model given as ONNX), ``"callable"``.
     """
 
     device: torch.device
     input_shape: tuple | None = None
+    path: str = "eager"
 
     def scores(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw class scores ``(len(batch), n_classes)`` (used to validate the model)."""
@@ -89,10 +93,24 @@ class TorchPredictor(ClassPredictor):
     def __init__(self, module: torch.nn.Module, device: torch.device):
         super().__init__(device=device)
         self.module = copy.deepcopy(module).to(device).eval().requires_grad_(False)
+        self.forward = self.module
+        self.channels_last = False
+
+    @classmethod
+    def wrap(cls, forward, device, *, path, channels_last=False):
+        """A predictor around an already prepared callable (a fast path), not copied."""
+        self = cls.__new__(cls)
+        ClassPredictor.__init__(self, device=device, path=path)
+        self.module = forward
+        self.forward = forward
+        self.channels_last = channels_last
+        return self
 
     def scores(self, batch):
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            out = self.module(batch)
+            out = self.forward(batch)
         # skorch convention: a module may return a tuple whose first item is y_pred.
         if isinstance(out, (tuple, list)):
             out = out[0]
@@ -139,6 +157,9 @@ class OnnxPredictor(ClassPredictor):
             self.device = device
         else:
             self.device = torch.device("cpu")
+        self.path = "onnxruntime"
+        self.output_name = self.session.get_outputs()[0].name
+        self._output_dtype = None  # known after the first run; enables IO binding on CUDA
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         if first.type != "tensor(float)":
@@ -153,20 +174,37 @@ class OnnxPredictor(ClassPredictor):
             self.input_shape = rest
 
     def scores(self, batch):
-        array = batch.detach().cpu().numpy()
-        if self.fixed_batch is not None and len(array) != self.fixed_batch:
-            return torch.cat([self.scores(part) for part in _pad_split(batch, self.fixed_batch)])[
-                : len(array)
-            ]
-        out = self.session.run(None, {self.input_name: array})[0]
-        return torch.from_numpy(np.asarray(out)).to(self.device)
+        if self.fixed_batch is not None and len(batch) != self.fixed_batch:
+            parts = [self.scores(part) for part in _pad_split(batch, self.fixed_batch)]
+            return torch.cat(parts)[: len(batch)]
+        if self.device.type == "cuda" and self._output_dtype is not None:
+            return self._scores_on_device(batch)
+        out = np.asarray(self.session.run([self.output_name], {self.input_name: batch.detach().cpu().numpy()})[0])
+        self._output_dtype, self._n_columns = out.dtype, out.shape[1] if out.ndim == 2 else None
+        return torch.from_numpy(out).to(self.device)
+
+    def _scores_on_device(self, batch):
+        """Run on CUDA buffers bound in place: no copy of the noisy batch through the host."""
+        batch = batch.contiguous()
+        index = self.device.index if self.device.index is not None else 0
+        out = torch.empty(
+            (len(batch), self._n_columns),
+            dtype=torch.from_numpy(np.empty(0, self._output_dtype)).dtype,
+            device=self.device,
+        )
+        binding = self.session.io_binding()
+        binding.bind_input(self.input_name, "cuda", index, np.float32, tuple(batch.shape), batch.data_ptr())
+        binding.bind_output(self.output_name, "cuda", index, self._output_dtype, tuple(out.shape), out.data_ptr())
+        torch.cuda.synchronize(self.device)  # the noise kernels must finish before ORT reads
+        self.session.run_with_iobinding(binding)
+        return out
 
 
 class CallablePredictor(ClassPredictor):
     """Any callable mapping a float32 NumPy batch to class scores (runs on the CPU)."""
 
     def __init__(self, function, device: torch.device):
-        super().__init__(device=torch.device("cpu"))
+        super().__init__(device=torch.device("cpu"), path="callable")
         self.function = function
 
     def scores(self, batch):

@@ -1,10 +1,18 @@
 """Vote counting, eq. (2): how many of ``n_samples`` noisy copies land in each class.
 
-Copies of many inputs are packed into one preallocated buffer of ``batch_size`` rows on the
-model's device; noise is drawn straight into it (see :mod:`._noise`), the model runs once
-per full buffer, and votes are accumulated on the device with one ``index_add_``. Memory
-is ``batch_size`` inputs plus one vote counter per (input, class), whatever the number of
-inputs or copies.
+Copies are drawn in noise blocks (:mod:`._noise`), round by round: round ``b`` draws block
+``b`` of every input still being sampled. Blocks of many inputs are packed into one
+preallocated buffer of ``batch_size`` rows on the model's device; noise is drawn straight
+into it, the model runs once per full buffer, and votes accumulate on the device with one
+``index_add_``. Memory is ``batch_size`` inputs plus one counter per (input, class),
+whatever the number of inputs or copies.
+
+With ``sequential_tol`` an input stops after a round in which every copy drawn so far
+voted the same class and the 95% upper confidence bound on its minority vote mass,
+``1 - 0.05 ** (1 / m)`` after ``m`` unanimous copies (exact binomial), is at most
+``sequential_tol``. Smooth inputs -- the triggered ones -- then cost a fraction of the
+forwards. Because noise is keyed by (input, block), stopping never changes the draws of
+any input that goes on.
 """
 
 from __future__ import annotations
@@ -15,7 +23,22 @@ from tqdm.auto import tqdm
 
 from ._noise import block_seed, noise_blocks, row_digests
 
-__all__ = ["count_votes"]
+__all__ = ["count_votes", "minority_bound"]
+
+#: Confidence of the sequential stopping bound.
+SEQUENTIAL_CONFIDENCE = 0.95
+
+
+def minority_bound(m):
+    """Upper 95% confidence bound on the minority vote mass after ``m`` unanimous copies.
+
+    Examples
+    --------
+    >>> from wobbledetect._votes import minority_bound
+    >>> minority_bound([64, 128]).round(4)
+    array([0.0457, 0.0231])
+    """
+    return 1.0 - (1.0 - SEQUENTIAL_CONFIDENCE) ** (1.0 / np.asarray(m, dtype=float))
 
 
 def count_votes(
@@ -27,6 +50,7 @@ def count_votes(
     batch_size: int,
     base: int,
     n_classes: int,
+    sequential_tol: float | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Vote counts of each input of ``X`` under Gaussian noise of scale ``sigma``.
@@ -40,21 +64,24 @@ def count_votes(
     sigma : float
         Standard deviation of the isotropic Gaussian noise.
     n_samples : int
-        Noisy copies per input (``n`` in eq. 2).
+        Noisy copies per input (``n`` in eq. 2), at most.
     batch_size : int
         Rows per forward pass.
     base : int
         Base seed (see :func:`wobbledetect._noise.base_seed`).
     n_classes : int
         Number of score columns of the model.
+    sequential_tol : float or None, default=None
+        Stop an input early once unanimous with a minority bound at most this; None
+        draws all ``n_samples`` copies of every input.
     progress : bool, default=False
-        Show a tqdm progress bar over inputs.
+        Show a tqdm progress bar over noise blocks.
 
     Returns
     -------
     counts : ndarray of shape (n_inputs, n_classes), int64
-        ``counts[i, k]`` copies of input ``i`` classified as ``k``; rows sum to
-        ``n_samples``.
+        ``counts[i, k]`` copies of input ``i`` classified as ``k``; a row sums to
+        ``n_samples``, or fewer when sequential stopping ended that input early.
     """
     device = predictor.device
     digests = row_digests(X)
@@ -62,8 +89,9 @@ def count_votes(
     unique, first, inverse = np.unique(digests, axis=0, return_index=True, return_inverse=True)
     inputs = torch.from_numpy(np.ascontiguousarray(X[first], dtype=np.float32))
     input_shape = tuple(X.shape[1:])
+    n_unique = len(unique)
 
-    counts = torch.zeros(len(unique) * n_classes, dtype=torch.int64, device=device)
+    counts = torch.zeros(n_unique * n_classes, dtype=torch.int64, device=device)
     buffer = torch.empty((batch_size, *input_shape), dtype=torch.float32, device=device)
     owner = torch.empty(batch_size, dtype=torch.int64, device=device)
     ones = torch.ones(batch_size, dtype=torch.int64, device=device)
@@ -71,25 +99,28 @@ def count_votes(
     blocks = noise_blocks(n_samples)
     fill = 0
 
-    def flush(rows: torch.Tensor, who: torch.Tensor) -> None:
+    def flush(rows, who):
         classes = predictor.predict_classes(rows).to(device=device, dtype=torch.int64)
         counts.index_add_(0, who * n_classes + classes, ones[: len(rows)])
 
-    def draw(region: torch.Tensor, x: torch.Tensor, seed: int) -> None:
+    def draw(region, x, seed):
         generator.manual_seed(seed)
         region.normal_(0.0, sigma, generator=generator)
         region.add_(x)
 
-    for i in tqdm(range(len(unique)), disable=not progress, unit="input", desc="W"):
-        x = inputs[i].to(device, non_blocking=True)
-        for b, (_, length) in enumerate(blocks):
+    active = np.arange(n_unique)
+    drawn = 0
+    bar = tqdm(total=n_unique * len(blocks), disable=not progress, unit="block", desc="W")
+    for b, (_, length) in enumerate(blocks):
+        for i in active:
+            x = inputs[i].to(device, non_blocking=True)
             seed = block_seed(base, unique[i], b)
             if length > batch_size - fill and fill:
                 flush(buffer[:fill], owner[:fill])
                 fill = 0
             if length <= batch_size:
                 draw(buffer[fill : fill + length], x, seed)
-                owner[fill : fill + length] = i
+                owner[fill : fill + length] = int(i)
                 fill += length
                 if fill == batch_size:
                     flush(buffer, owner)
@@ -99,7 +130,19 @@ def count_votes(
                 draw(scratch, x, seed)
                 for start in range(0, length, batch_size):
                     part = scratch[start : start + batch_size]
-                    flush(part, owner[: len(part)].fill_(i))
+                    flush(part, owner[: len(part)].fill_(int(i)))
+        bar.update(len(active))
+        drawn += length
+        if sequential_tol is not None and b + 1 < len(blocks):
+            if fill:  # votes of this round must be in before deciding who stops
+                flush(buffer[:fill], owner[:fill])
+                fill = 0
+            if minority_bound(drawn) <= sequential_tol:
+                per_input = counts.view(n_unique, n_classes)[torch.from_numpy(active).to(device)]
+                unanimous = (per_input.max(dim=1).values == drawn).cpu().numpy()
+                bar.update(int(unanimous.sum()) * (len(blocks) - b - 1))
+                active = active[~unanimous]
     if fill:
         flush(buffer[:fill], owner[:fill])
-    return counts.view(len(unique), n_classes).cpu().numpy()[inverse.reshape(-1)]
+    bar.close()
+    return counts.view(n_unique, n_classes).cpu().numpy()[inverse.reshape(-1)]

@@ -4,7 +4,7 @@ Kept out of the core estimators' import path: ``import wobbledetect`` does not i
 """
 
 from .datasets import load_digits_images
-from .export import to_onnx
+from .._export import to_onnx
 from .nets import NETS, DigitsCNN, FashionCNN, SmallFashionCNN, resnet18_cifar
 from .sets import draw_sets
 from .threat import THREAT_MODELS, Poisoned, backdoor_labels, poison

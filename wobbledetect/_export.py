@@ -32,7 +32,7 @@ def to_onnx(model, input_shape, *, input_name="input", output_name="scores"):
     Examples
     --------
     >>> import torch
-    >>> from wobbledetect.lab import to_onnx
+    >>> from wobbledetect import to_onnx
     >>> proto = to_onnx(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)), (1, 2, 2))
     >>> [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     ['batch', 1, 2, 2]
