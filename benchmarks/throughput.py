@@ -2,23 +2,27 @@
 
 For each net (the paper's Fashion-MNIST CNN, a CIFAR ResNet18) on the current device:
 
-- raw forward throughput (inputs/s) of every inference path on a fixed batch: eager
-  torch, ``channels_last``, a frozen TorchScript graph, ``torch.compile`` (``--compile``),
-  ONNX Runtime;
-- W throughput (input-copies/s, i.e. forwards/s) through the public
-  ``WobblinessTransformer`` with each path, with ``inference="auto"``, and with the model
-  given as ONNX bytes;
-- the ratios W / raw (same path) and W(auto) / best raw;
-- two baselines: a per-input loop over single noisy copies, and IBM ART's
-  ``_prediction_counts`` scheme (NumPy float64 noise, one input at a time);
-- peak memory of W for two problem sizes, each in a fresh subprocess.
+- raw forward throughput (inputs/s) of every inference path on a batch of noisy inputs:
+  eager torch, ``channels_last``, a frozen TorchScript graph, ``torch.compile``
+  (``--compile``), ONNX Runtime;
+- W throughput (forwards/s: noisy copies classified per second) through the public
+  ``WobblinessTransformer``, for each path and for ``inference="auto"`` (the torch
+  backend), and for the model given as ONNX bytes (the ONNX backend);
+- the ratios W / raw of the same path, W(auto) / best raw, W(ONNX model) / raw ORT.
+  Raw and W windows are *interleaved* (raw, W, raw, W, ...) and medians are compared,
+  so a change in machine load during the run hits both sides alike;
+- two baselines on eager torch: a per-input loop over single noisy copies, and IBM
+  ART's ``_prediction_counts`` scheme (NumPy float64 noise, one input at a time);
+- peak memory of ``transform`` for two problem sizes, each in a fresh subprocess: the
+  peak resident set (Linux ``VmHWM``, reset after ``fit``) and, on CUDA, the peak
+  allocated device memory.
 
 Usage::
 
-    python benchmarks/throughput.py            # both nets, ~5 minutes on 2 CPU cores
-    python benchmarks/throughput.py --quick    # Fashion-MNIST net only, shorter windows
+    python benchmarks/throughput.py            # both nets (about 6 minutes on 2 CPU cores)
+    python benchmarks/throughput.py --quick    # Fashion-MNIST net only (about 2 minutes)
 
-Numbers vary with machine load; ratios are taken within one run on the same machine.
+Numbers vary between machines and with load; compare ratios taken within one run.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -37,57 +40,48 @@ import torch
 
 from wobbledetect import WobblinessTransformer, to_onnx
 from wobbledetect._inference import _build
-from wobbledetect._models import TorchPredictor, make_predictor, resolve_device
+from wobbledetect._models import make_predictor, resolve_device
 from wobbledetect.lab import FashionCNN, resnet18_cifar
 
 NETS = {
     "fashion-cnn": (FashionCNN, (1, 28, 28)),
     "resnet18": (resnet18_cifar, (3, 32, 32)),
 }
+SIGMA = 0.1
+N_SAMPLES = 250
 
 
-def rate(function, n_per_call, seconds):
-    """Calls per second x ``n_per_call``: median of 3 windows of ``seconds / 3``."""
-    function()  # warm-up
-    windows = []
-    for _ in range(3):
-        start, n = time.perf_counter(), 0
-        while time.perf_counter() - start < seconds / 3:
-            function()
-            n += n_per_call
-        windows.append(n / (time.perf_counter() - start))
-    return float(np.median(windows))
-
-
-def raw_rates(module, input_shape, device, batch_size, seconds, paths):
-    eager = make_predictor(module, device)
-    batch = torch.rand((batch_size, *input_shape), device=device)
-    out = {}
-    for path in paths:
-        try:
-            predictor = eager if path == "eager" else _build(path, eager, input_shape)
-        except Exception as exc:  # noqa: BLE001 - report and go on
-            print(f"  {path}: not available ({type(exc).__name__})")
-            continue
-        out[path] = rate(lambda: predictor.predict_classes(batch), batch_size, seconds)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return out
-
-
-def w_rate(model, X, *, inference, batch_size, n_samples=250, sequential_tol=None):
-    wob = WobblinessTransformer(
-        model, n_samples=n_samples, batch_size=batch_size, random_state=0,
-        inference=inference, sequential_tol=sequential_tol, input_shape=X.shape[1:],
-    ).fit(X[:2])
-    wob.transform(X[:2])  # warm-up
+def timed(function):
+    """(result, seconds) of one call."""
     start = time.perf_counter()
-    counts = wob.vote_counts(X)
-    return counts.sum() / (time.perf_counter() - start), wob.inference_path_
+    result = function()
+    return result, time.perf_counter() - start
 
 
-def loop_baseline(module, X, sigma=0.1, n_samples=250):
-    """One noisy copy per forward (the naive implementation)."""
+def raw_window(predictor, batch, seconds, sync):
+    """Inputs/s of ``predict_classes`` on ``batch`` over a window of ``seconds``."""
+    start, n = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        predictor.predict_classes(batch)
+        sync()
+        n += len(batch)
+    return n / (time.perf_counter() - start)
+
+
+def interleaved(predictor, wob, batch, X, *, repeats, seconds, sync):
+    """Median raw inputs/s and median W forwards/s over ``repeats`` alternations."""
+    predictor.predict_classes(batch)  # warm-up
+    wob.vote_counts(X[:2])
+    raw, w = [], []
+    for _ in range(repeats):
+        raw.append(raw_window(predictor, batch, seconds, sync))
+        counts, dt = timed(lambda: wob.vote_counts(X))
+        w.append(counts.sum() / dt)
+    return float(np.median(raw)), float(np.median(w))
+
+
+def loop_baseline(module, X, sigma=SIGMA, n_samples=N_SAMPLES):
+    """One noisy copy per forward (the naive implementation), eager torch on the CPU."""
     module = module.eval()
     start = time.perf_counter()
     with torch.inference_mode():
@@ -97,7 +91,7 @@ def loop_baseline(module, X, sigma=0.1, n_samples=250):
     return len(X) * n_samples / (time.perf_counter() - start)
 
 
-def art_baseline(module, X, sigma=0.1, n_samples=250):
+def art_baseline(module, X, sigma=SIGMA, n_samples=N_SAMPLES):
     """IBM ART's _prediction_counts: NumPy float64 noise, one input (n copies) at a time."""
     module = module.eval()
     rng = np.random.default_rng(0)
@@ -109,22 +103,34 @@ def art_baseline(module, X, sigma=0.1, n_samples=250):
     return len(X) * n_samples / (time.perf_counter() - start)
 
 
+def _vm_hwm_mb():
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def memory_probe(net, n_inputs, batch_size):
-    """Child process: compute W for ``n_inputs`` and print peak memory as JSON."""
+    """Child process: compute W for ``n_inputs`` and print its peak memory as JSON."""
     factory, input_shape = NETS[net]
+    torch.manual_seed(0)
     X = np.random.RandomState(0).rand(n_inputs, *input_shape).astype(np.float32)
     device = resolve_device("auto")
-    wob = WobblinessTransformer(factory(), n_samples=250, batch_size=batch_size, random_state=0)
+    wob = WobblinessTransformer(factory(), n_samples=N_SAMPLES, batch_size=batch_size, random_state=0)
     wob.fit(X[:2])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    wob.transform(X[:2])  # build everything that is built once
+    baseline = _vm_hwm_mb()
+    with open("/proc/self/clear_refs", "w") as handle:  # reset VmHWM to the current RSS
+        handle.write("5")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     wob.transform(X)
     print(json.dumps({
         "n_inputs": n_inputs,
-        "forwards": n_inputs * 250,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024,
+        "forwards": n_inputs * N_SAMPLES,
+        "rss_before_mb": baseline,
+        "peak_rss_mb": _vm_hwm_mb(),
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
         "path": wob.inference_path_,
     }))
@@ -145,51 +151,88 @@ def bench_net(name, args, device):
     factory, input_shape = NETS[name]
     torch.manual_seed(0)
     module = factory().eval()
-    batch_size = args.batch_size
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    rng = np.random.RandomState(1)
+    batch = torch.from_numpy(
+        (rng.rand(args.batch_size, *input_shape) + SIGMA * rng.randn(args.batch_size, *input_shape))
+        .astype(np.float32)
+    ).to(device)
     paths = ["eager", "channels_last", "frozen", "onnx"] + (["compile"] if args.compile else [])
-    print(f"\n== {name} {input_shape} on {device} (batch {batch_size}, n_samples 250) ==")
-    raw = raw_rates(module, input_shape, device, batch_size, args.seconds, paths)
-    n_inputs = args.n_inputs or max(4, int(min(raw.values()) * args.seconds / 250 / 2))
-    X = np.random.RandomState(1).rand(n_inputs, *input_shape).astype(np.float32)
-    w, used = {}, {}
-    for path in [*raw, "auto"]:
-        w[path], used[path] = w_rate(module, X, inference=path, batch_size=batch_size)
+    eager = make_predictor(module, device)
+    print(f"\n== {name} {input_shape} on {device}: batch {args.batch_size}, n_samples {N_SAMPLES}, "
+          f"{args.repeats} interleaved raw/W windows per path ==")
+    # Size W runs to about one raw window of the slowest path.
+    eager_rate = raw_window(eager, batch, 1.0, sync)
+    n_inputs = args.n_inputs or max(4, int(eager_rate * args.seconds / N_SAMPLES))
+    X = rng.rand(n_inputs, *input_shape).astype(np.float32)
+
+    rows = {}
+    for path in paths:
+        try:
+            predictor = eager if path == "eager" else _build(path, eager, input_shape)
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            print(f"  {path}: not available ({type(exc).__name__})")
+            continue
+        wob = WobblinessTransformer(
+            module, sigma=SIGMA, n_samples=N_SAMPLES, batch_size=args.batch_size, random_state=0,
+            inference=path, input_shape=input_shape,
+        ).fit(X[:4])
+        rows[path] = interleaved(predictor, wob, batch, X, repeats=args.repeats, seconds=args.seconds, sync=sync)
+
+    best = max(rows, key=lambda p: rows[p][0])
+    auto = WobblinessTransformer(
+        module, sigma=SIGMA, n_samples=N_SAMPLES, batch_size=args.batch_size, random_state=0,
+        input_shape=input_shape,
+    ).fit(X[:4])
+    best_predictor = eager if best == "eager" else _build(best, eager, input_shape)
+    auto_raw, auto_w = interleaved(best_predictor, auto, batch, X, repeats=args.repeats,
+                                   seconds=args.seconds, sync=sync)
+
     onnx_bytes = to_onnx(module, input_shape).SerializeToString()
-    w["onnx model"], used["onnx model"] = w_rate(onnx_bytes, X, inference="auto", batch_size=batch_size)
-    best_path = max(raw, key=raw.get)
-    print(f"{'path':<15}{'raw fwd/s':>12}{'W fwd/s':>12}{'W/raw':>8}")
-    for path in raw:
-        print(f"{path:<15}{raw[path]:>12.0f}{w[path]:>12.0f}{w[path] / raw[path]:>8.2f}")
-    print(f"{'auto -> ' + used['auto']:<15}{'':>12}{w['auto']:>12.0f}{w['auto'] / raw[best_path]:>8.2f}"
-          f"   (vs best raw: {best_path})")
-    print(f"{'ONNX model':<15}{raw['onnx']:>12.0f}{w['onnx model']:>12.0f}"
-          f"{w['onnx model'] / raw['onnx']:>8.2f}   (model given as ONNX bytes, vs raw onnx)")
-    small = X[: max(2, n_inputs // 8)]
+    onnx_wob = WobblinessTransformer(
+        onnx_bytes, sigma=SIGMA, n_samples=N_SAMPLES, batch_size=args.batch_size, random_state=0,
+    ).fit(X[:4])
+    ort_raw, ort_w = interleaved(onnx_wob.predictor_, onnx_wob, batch, X, repeats=args.repeats,
+                                 seconds=args.seconds, sync=sync)
+
+    print(f"{'path':<22}{'raw inputs/s':>14}{'W forwards/s':>14}{'W / raw':>9}")
+    for path, (raw, w) in rows.items():
+        print(f"{path:<22}{raw:>14.0f}{w:>14.0f}{w / raw:>9.2f}")
+    print(f"{'torch backend (auto)':<22}{auto_raw:>14.0f}{auto_w:>14.0f}{auto_w / auto_raw:>9.2f}"
+          f"   auto -> {auto.inference_path_}; raw = best path, {best}")
+    print(f"{'ONNX backend':<22}{ort_raw:>14.0f}{ort_w:>14.0f}{ort_w / ort_raw:>9.2f}"
+          f"   model given as ONNX bytes; raw = its onnxruntime session")
+
+    small = X[: max(2, min(n_inputs, 8))]
     loop, art = loop_baseline(module, small), art_baseline(module, small)
-    print(f"baselines (eager torch): per-input single-copy loop {loop:.0f}/s, "
-          f"ART-style float64 per input {art:.0f}/s; W(auto) is {w['auto'] / art:.1f}x ART")
-    memory = peak_memory(name, args.memory_sizes, batch_size)
+    print(f"baselines (eager torch, CPU): per-input single-copy loop {loop:.0f} forwards/s, "
+          f"ART-style float64 per input {art:.0f} forwards/s; W(auto) is "
+          f"{auto_w / loop:.1f}x the loop and {auto_w / art:.1f}x ART")
+    memory = peak_memory(name, args.memory_sizes, args.batch_size)
     for row in memory:
-        print(f"peak memory, {row['n_inputs']} inputs ({row['forwards']} forwards, {row['path']}): "
-              f"RSS {row['peak_rss_mb']:.0f} MB, growth during transform {row['rss_growth_mb']:.0f} MB"
-              + (f", CUDA {row['peak_cuda_mb']:.0f} MB" if row["peak_cuda_mb"] is not None else ""))
+        print(f"peak memory, {row['n_inputs']:>4} inputs ({row['forwards']:>7} forwards, {row['path']}): "
+              f"RSS {row['rss_before_mb']:.0f} MB before transform, peak {row['peak_rss_mb']:.0f} MB"
+              + (f", CUDA peak {row['peak_cuda_mb']:.0f} MB" if row["peak_cuda_mb"] is not None else ""))
     return {
-        "raw": raw, "w": w, "paths_used": used, "best_raw_path": best_path,
-        "ratio_auto_vs_best_raw": w["auto"] / raw[best_path],
-        "ratio_onnx_model_vs_raw_onnx": w["onnx model"] / raw["onnx"],
-        "loop_baseline": loop, "art_baseline": art, "memory": memory, "n_inputs": n_inputs,
+        "n_inputs": n_inputs,
+        "paths": {p: {"raw": r, "w": w, "ratio": w / r} for p, (r, w) in rows.items()},
+        "torch_backend": {"path": auto.inference_path_, "best_raw_path": best, "raw": auto_raw,
+                          "w": auto_w, "ratio": auto_w / auto_raw},
+        "onnx_backend": {"raw": ort_raw, "w": ort_w, "ratio": ort_w / ort_raw},
+        "loop_baseline": loop, "art_baseline": art, "memory": memory,
     }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="Fashion-MNIST net only, 3 s windows")
+    parser.add_argument("--quick", action="store_true", help="Fashion-MNIST net only, fewer windows")
     parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=6.0, help="timing per raw measurement")
-    parser.add_argument("--n-inputs", type=int, default=None, help="inputs for W (default: ~half the window)")
+    parser.add_argument("--seconds", type=float, default=2.5, help="length of one raw window")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved raw/W windows per path")
+    parser.add_argument("--n-inputs", type=int, default=None, help="inputs per W run (default: ~one window)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to build)")
-    parser.add_argument("--memory-sizes", type=int, nargs=2, default=[20, 200])
+    parser.add_argument("--memory-sizes", type=int, nargs=2, default=[20, 400])
     parser.add_argument("--out", default="bench-output/throughput.json")
     parser.add_argument("--memory-probe", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -197,14 +240,16 @@ def main(argv=None):
         net, n, batch = args.memory_probe
         return memory_probe(net, int(n), int(batch))
     if args.quick:
-        args.nets, args.seconds = ["fashion-cnn"], 3.0
+        args.nets, args.repeats, args.seconds = ["fashion-cnn"], 3, 2.0
     warnings.simplefilter("ignore")
     device = resolve_device("auto")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
+          f"{os.cpu_count()} CPUs")
     results = {name: bench_net(name, args, device) for name in args.nets}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as handle:
-        json.dump({"device": str(device), "results": results}, handle, indent=2, default=str)
+        json.dump({"device": str(device), "torch": torch.__version__, "results": results}, handle,
+                  indent=2, default=str)
     print(f"\nwrote {args.out}")
 
 

@@ -129,6 +129,11 @@ class OnnxPredictor(ClassPredictor):
         options = ort.SessionOptions()
         # 3 = errors only: a CPU-only host must not print provider warnings.
         options.log_severity_level = 3
+        # onnxruntime's pool threads busy-wait after each run by default; between runs
+        # the noise for the next batch is drawn on the same cores, and spinning threads
+        # would halve its speed. Measured on 2 cores: no cost to the forward itself.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
             if "CUDAExecutionProvider" in ort.get_available_providers():

@@ -87,7 +87,7 @@ def count_votes(
     digests = row_digests(X)
     # Identical rows get identical noise, hence identical votes: compute each once.
     unique, first, inverse = np.unique(digests, axis=0, return_index=True, return_inverse=True)
-    inputs = torch.from_numpy(np.ascontiguousarray(X[first], dtype=np.float32))
+    inputs = torch.from_numpy(np.ascontiguousarray(X[first], dtype=np.float32)).to(device)
     input_shape = tuple(X.shape[1:])
     n_unique = len(unique)
 
@@ -95,54 +95,101 @@ def count_votes(
     buffer = torch.empty((batch_size, *input_shape), dtype=torch.float32, device=device)
     owner = torch.empty(batch_size, dtype=torch.int64, device=device)
     ones = torch.ones(batch_size, dtype=torch.int64, device=device)
-    generator = torch.Generator(device=device)
+    draw = _NoiseDrawer(device, sigma)
     blocks = noise_blocks(n_samples)
+    pending = []  # (region, input index, seed) drawn into the buffer at the next flush
     fill = 0
 
     def flush(rows, who):
         classes = predictor.predict_classes(rows).to(device=device, dtype=torch.int64)
         counts.index_add_(0, who * n_classes + classes, ones[: len(rows)])
 
-    def draw(region, x, seed):
-        generator.manual_seed(seed)
-        region.normal_(0.0, sigma, generator=generator)
-        region.add_(x)
+    def flush_buffer():
+        nonlocal fill
+        if fill:
+            draw(pending, inputs)
+            flush(buffer[:fill], owner[:fill])
+            pending.clear()
+            fill = 0
 
     active = np.arange(n_unique)
     drawn = 0
     bar = tqdm(total=n_unique * len(blocks), disable=not progress, unit="block", desc="W")
-    for b, (_, length) in enumerate(blocks):
-        for i in active:
-            x = inputs[i].to(device, non_blocking=True)
-            seed = block_seed(base, unique[i], b)
-            if length > batch_size - fill and fill:
-                flush(buffer[:fill], owner[:fill])
-                fill = 0
-            if length <= batch_size:
-                draw(buffer[fill : fill + length], x, seed)
-                owner[fill : fill + length] = int(i)
-                fill += length
-                if fill == batch_size:
-                    flush(buffer, owner)
-                    fill = 0
-            else:  # a block larger than a forward pass: draw it whole, feed it in slices
-                scratch = torch.empty((length, *input_shape), dtype=torch.float32, device=device)
-                draw(scratch, x, seed)
-                for start in range(0, length, batch_size):
-                    part = scratch[start : start + batch_size]
-                    flush(part, owner[: len(part)].fill_(int(i)))
-        bar.update(len(active))
-        drawn += length
-        if sequential_tol is not None and b + 1 < len(blocks):
-            if fill:  # votes of this round must be in before deciding who stops
-                flush(buffer[:fill], owner[:fill])
-                fill = 0
-            if minority_bound(drawn) <= sequential_tol:
-                per_input = counts.view(n_unique, n_classes)[torch.from_numpy(active).to(device)]
-                unanimous = (per_input.max(dim=1).values == drawn).cpu().numpy()
-                bar.update(int(unanimous.sum()) * (len(blocks) - b - 1))
-                active = active[~unanimous]
-    if fill:
-        flush(buffer[:fill], owner[:fill])
-    bar.close()
+    try:
+        for b, (_, length) in enumerate(blocks):
+            for i in active:
+                seed = block_seed(base, unique[i], b)
+                if length > batch_size - fill:
+                    flush_buffer()
+                if length <= batch_size:
+                    pending.append((buffer[fill : fill + length], i, seed))
+                    owner[fill : fill + length] = int(i)
+                    fill += length
+                    if fill == batch_size:
+                        flush_buffer()
+                else:  # a block larger than a forward pass: draw it whole, feed it in slices
+                    scratch = torch.empty((length, *input_shape), dtype=torch.float32, device=device)
+                    draw([(scratch, i, seed)], inputs)
+                    for start in range(0, length, batch_size):
+                        part = scratch[start : start + batch_size]
+                        flush(part, owner[: len(part)].fill_(int(i)))
+            bar.update(len(active))
+            drawn += length
+            if sequential_tol is not None and b + 1 < len(blocks):
+                flush_buffer()  # votes of this round must be in before deciding who stops
+                if minority_bound(drawn) <= sequential_tol:
+                    per_input = counts.view(n_unique, n_classes)[torch.from_numpy(active).to(device)]
+                    unanimous = (per_input.max(dim=1).values == drawn).cpu().numpy()
+                    bar.update(int(unanimous.sum()) * (len(blocks) - b - 1))
+                    active = active[~unanimous]
+        flush_buffer()
+    finally:
+        draw.close()
+        bar.close()
     return counts.view(n_unique, n_classes).cpu().numpy()[inverse.reshape(-1)]
+
+
+class _NoiseDrawer:
+    """Draws ``x + N(0, sigma^2 I)`` into buffer regions, each from its own seeded generator.
+
+    On a CPU, torch's ``normal_`` is serial (one Mersenne Twister per generator), so the
+    regions of one forward batch are split across as many threads as torch uses: each
+    region has its own seed, so the draws are the same whichever thread makes them. The
+    threads only run ``normal_``; adding ``x`` (an intra-op parallel kernel) stays on the
+    calling thread, so no second OpenMP team is ever started. On CUDA the kernels are
+    asynchronous already and run from the calling thread.
+    """
+
+    def __init__(self, device, sigma):
+        self.device = device
+        self.sigma = sigma
+        threads = torch.get_num_threads() if device.type == "cpu" else 1
+        self.generators = [torch.Generator(device=device) for _ in range(max(1, threads))]
+        self.pool = None
+        if len(self.generators) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(len(self.generators), thread_name_prefix="wobble-noise")
+
+    def _noise(self, generator, jobs):
+        for region, _, seed in jobs:
+            generator.manual_seed(seed)
+            region.normal_(0.0, self.sigma, generator=generator)
+
+    def __call__(self, jobs, inputs):
+        if self.pool is None or len(jobs) < 2:
+            self._noise(self.generators[0], jobs)
+        else:
+            k = len(self.generators)
+            futures = [
+                self.pool.submit(self._noise, generator, jobs[j::k])
+                for j, generator in enumerate(self.generators) if jobs[j::k]
+            ]
+            for future in futures:
+                future.result()
+        for region, i, _ in jobs:
+            region.add_(inputs[i])
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -38,26 +39,47 @@ from .threat import poison
 from .train import backdoor_accuracy, clean_accuracy, make_classifier
 from .triggers import get_trigger
 
-__all__ = ["run_demo", "SIGMA_GRID"]
+__all__ = ["run_demo", "prepare_demo", "DemoSetup", "GROUPS", "SIGMA_GRID"]
 
 #: The sigma grid searched, fixed before any result was seen.
 SIGMA_GRID = (0.05, 0.1, 0.2, 0.4)
 
 
-def run_demo(
-    out_dir, *, trigger="square", unused_trigger="checker", target=0, max_epochs=30,
-    set_size=50, n_calibration=20, n_evaluation=20, n_samples=250, n_jobs=1,
-    random_state=0, log=print,
+@dataclass
+class DemoSetup:
+    """The demo's backdoored net, its two numbers, and its calibration/evaluation sets.
+
+    ``X_*`` are sets of shape ``(n_sets, set_size, 1, 8, 8)``, ``y_*`` their labels (1 =
+    active trigger) and ``names_*`` their group ("clean", "active trigger", "unused
+    trigger").
+    """
+
+    net: object
+    clean_accuracy: float
+    backdoor_accuracy: float
+    unused_backdoor_accuracy: float
+    X_cal: np.ndarray
+    y_cal: np.ndarray
+    names_cal: np.ndarray
+    X_eval: np.ndarray
+    y_eval: np.ndarray
+    names_eval: np.ndarray
+
+
+#: The three kinds of sets and the trigger each carries.
+GROUPS = ("clean", "active trigger", "unused trigger")
+
+
+def prepare_demo(
+    *, trigger="square", unused_trigger="checker", target=0, max_epochs=30, set_size=50,
+    n_calibration=20, n_evaluation=20, random_state=0, log=print,
 ):
-    """Run the demo; write ``boxplot.png``, ``roc.png`` and ``results.json`` to ``out_dir``.
+    """Steps 1-4 of the demo: data, T1 poisoning, the skorch net, and its sets.
 
     Returns
     -------
-    dict
-        The numbers printed: accuracies, chosen sigma, AUCs, median W per group.
+    DemoSetup
     """
-    started = time.perf_counter()
-    os.makedirs(out_dir, exist_ok=True)
     rng = np.random.RandomState(random_state)
     X, y = load_digits_images()
     X_train, X_test, y_train, y_test = train_test_split(
@@ -79,13 +101,11 @@ def run_demo(
     # Triggered sets use test images whose true class is not the target (as for the ASR).
     pools = {"calibration": np.arange(len(X_test)) % 2 == 0}
     pools["evaluation"] = ~pools["calibration"]
-    groups = {"clean": None, "active trigger": trigger, "unused trigger": unused_trigger}
+    triggers = dict(zip(GROUPS, (None, trigger, unused_trigger)))
 
-    def make_sets(split, n_sets, names_wanted):
+    def make_sets(split, n_sets):
         sets, labels, names = [], [], []
-        for name, trig in groups.items():
-            if name not in names_wanted:
-                continue
+        for name, trig in triggers.items():
             pool = X_test[pools[split] & ((y_test != target) | (trig is None))]
             transform = None if trig is None else get_trigger(trig)
             sets.append(draw_sets(pool, n_sets, set_size, transform=transform, random_state=rng))
@@ -93,14 +113,39 @@ def run_demo(
             names += [name] * n_sets
         return np.concatenate(sets), np.array(labels), np.array(names)
 
+    return DemoSetup(net, acc, asr, unused_asr, *make_sets("calibration", n_calibration),
+                     *make_sets("evaluation", n_evaluation))
+
+
+def run_demo(
+    out_dir, *, trigger="square", unused_trigger="checker", target=0, max_epochs=30,
+    set_size=50, n_calibration=20, n_evaluation=20, n_samples=250, n_jobs=1,
+    random_state=0, log=print,
+):
+    """Run the demo; write ``boxplot.png``, ``roc.png`` and ``results.json`` to ``out_dir``.
+
+    Returns
+    -------
+    dict
+        The numbers printed: accuracies, chosen sigma, AUCs, median W per group.
+    """
+    started = time.perf_counter()
+    os.makedirs(out_dir, exist_ok=True)
+    setup = prepare_demo(
+        trigger=trigger, unused_trigger=unused_trigger, target=target, max_epochs=max_epochs,
+        set_size=set_size, n_calibration=n_calibration, n_evaluation=n_evaluation,
+        random_state=random_state, log=log,
+    )
+    net, acc, asr, unused_asr = (setup.net, setup.clean_accuracy, setup.backdoor_accuracy,
+                                 setup.unused_backdoor_accuracy)
     # sigma is selected on every kind of set the detector will face (unused triggers
     # included, as negatives); the deployed detector's reference is clean sets only.
-    X_cal, y_cal, names_cal = make_sets("calibration", n_calibration, tuple(groups))
-    X_eval, y_eval, names_eval = make_sets("evaluation", n_evaluation, tuple(groups))
+    X_cal, y_cal, names_cal = setup.X_cal, setup.y_cal, setup.names_cal
+    X_eval, y_eval, names_eval = setup.X_eval, setup.y_eval, setup.names_eval
 
     pipeline = Pipeline([
         ("wobbliness", WobblinessTransformer(
-            net, n_samples=n_samples, input_shape=X.shape[1:], random_state=random_state)),
+            net, n_samples=n_samples, input_shape=X_eval.shape[2:], random_state=random_state)),
         ("levene", LeveneBackdoorDetector()),
     ])
     log(f"GridSearchCV over sigma {list(SIGMA_GRID)} on {len(X_cal)} calibration sets "
@@ -122,10 +167,10 @@ def run_demo(
     is_clean = names_eval == "clean"
     auc_vs_clean = float(roc_auc_score(y_eval[(y_eval == 1) | is_clean], score[(y_eval == 1) | is_clean]))
     flagged = detector.predict(W_eval)
-    medians = {name: float(np.median(W_eval[names_eval == name])) for name in groups}
+    medians = {name: float(np.median(W_eval[names_eval == name])) for name in GROUPS}
 
     boxplot = plot_w_boxes(
-        {name: W_eval[names_eval == name] for name in groups},
+        {name: W_eval[names_eval == name] for name in GROUPS},
         os.path.join(out_dir, "boxplot.png"),
         title=f"Digits CNN, T1 backdoor: $W_\\sigma$ on evaluation sets (sigma={sigma}, n={n_samples})",
     )
@@ -143,7 +188,7 @@ def run_demo(
         "cv_auc_by_sigma": cv_auc,
         "auc": auc,
         "auc_vs_clean_only": auc_vs_clean,
-        "flagged": {name: int(flagged[names_eval == name].sum()) for name in groups},
+        "flagged": {name: int(flagged[names_eval == name].sum()) for name in GROUPS},
         "sets_per_group": n_evaluation,
         "median_w": medians,
         "n_samples": n_samples,
