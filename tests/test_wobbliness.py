@@ -200,6 +200,24 @@ def test_nan_input_is_rejected():
         wob.transform(np.full((2, 4), np.inf))
 
 
+def test_float64_beyond_float32_range_is_rejected_not_turned_into_inf():
+    # 1e300 is finite in float64 but inf once cast to the model's float32: it must not
+    # silently get W = 0, the most trigger-like value.
+    wob = WobblinessTransformer(SumModel()).fit(np.zeros((3, 4)))
+    X = np.zeros((2, 4))
+    X[1, 3] = -1e300
+    with pytest.raises(ValueError, match=r"1 value\(s\) beyond float32's range, the first -1e\+300 at index \(1, 3\)"):
+        wob.transform(X)
+
+
+def test_read_only_input_is_accepted_without_warnings(recwarn):
+    X = np.frombuffer(np.zeros(8, dtype=np.float32).tobytes(), dtype=np.float32).reshape(2, 4)
+    assert not X.flags.writeable
+    W = WobblinessTransformer(SumModel(), n_samples=10, random_state=0).fit(X).transform(X)
+    assert W.shape == (2, 1)
+    assert not [w for w in recwarn if "not writable" in str(w.message)]
+
+
 def test_wrong_input_shape_names_the_shapes(skorch_net, image_data):
     wob = WobblinessTransformer(skorch_net, n_samples=5).fit(image_data[0][:4])
     with pytest.raises(InputShapeError, match=r"X has shape \(4, 8, 8\), but with input_shape=\(1, 8, 8\)"):

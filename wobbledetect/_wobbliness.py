@@ -344,7 +344,8 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
         return inputs, lead
 
     def _trial_forward(self, predictor, inputs):
-        batch = torch.from_numpy(inputs).to(predictor.device)
+        # A copy: X may be read-only (e.g. np.frombuffer), which torch warns about.
+        batch = torch.from_numpy(inputs.copy()).to(predictor.device)
         try:
             scores = predictor.scores(batch)
         except (RuntimeError, ValueError, TypeError) as exc:
@@ -423,6 +424,7 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
 
 
 def _check_finite(X):
+    """Refuse NaN, inf, and float64 values that float32 -- the model's dtype -- cannot hold."""
     bad = ~np.isfinite(X)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -430,3 +432,12 @@ def _check_finite(X):
             f"Input X contains {int(bad.sum())} NaN or inf value(s), the first at index "
             f"{where}; W is only defined for finite inputs. Drop or repair those inputs."
         )
+    if X.dtype != np.float32:
+        big = np.abs(X) > np.finfo(np.float32).max
+        if big.any():
+            where = tuple(int(i) for i in np.argwhere(big)[0])
+            raise ValueError(
+                f"Input X contains {int(big.sum())} value(s) beyond float32's range, the "
+                f"first {float(X[where])!r} at index {where}; the model runs in float32, where "
+                "they would become inf. Rescale X to the model's input range."
+            )
