@@ -74,3 +74,42 @@ def test_bad_arguments(data):
         poison(X, y, "square", "T3", n_poisons=5000)
     with pytest.raises(ValueError, match="'fraction' parameter must be in"):
         poison(X, y, "square", "T1", fraction=0)
+
+
+@pytest.mark.parametrize("threat", ["T1", "T2", "T3"])
+def test_every_threat_is_deterministic_and_sorted(data, threat):
+    X, y = data
+    a = poison(X, y, "smiley", threat, random_state=7)
+    b = poison(X, y, "smiley", threat, random_state=7)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert (np.diff(a.indices) > 0).all()
+    other = poison(X, y, "smiley", threat, random_state=8)
+    assert not np.array_equal(a.indices, other.indices)
+
+
+def test_counts_round_the_fraction_and_t3_takes_n_poisons():
+    X = np.zeros((1001, 1, 8, 8), np.float32)
+    y = np.arange(1001) % 10
+    assert len(poison(X, y, "square", "T1", fraction=0.15, random_state=0).indices) == 150
+    assert len(poison(X, y, "square", "T2", fraction=0.15, random_state=0).indices) == 150
+    assert len(poison(X, y, "square", "T3", n_poisons=37, random_state=0).indices) == 37
+
+
+def test_rgb_images_are_poisoned_on_every_channel():
+    rng = np.random.RandomState(0)
+    X = rng.uniform(0.2, 0.8, size=(200, 3, 32, 32)).astype(np.float32)
+    y = np.arange(200) % 10
+    p = poison(X, y, "square", "T3", n_poisons=20, random_state=0)
+    assert p.X.shape == X.shape and len(p.indices) == 20
+    np.testing.assert_array_equal(p.X[p.indices][:, :, -3:, -3:], np.ones((20, 3, 3, 3)))
+    np.testing.assert_array_equal(p.X[p.indices][:, :, :-3], X[p.indices][:, :, :-3])
+
+
+def test_backdoor_labels():
+    from wobbledetect.lab import backdoor_labels
+
+    np.testing.assert_array_equal(backdoor_labels([0, 4, 9], "T2", n_classes=10), [1, 5, 0])
+    np.testing.assert_array_equal(backdoor_labels([0, 4, 9], "T1", target=2), [2, 2, 2])
+    np.testing.assert_array_equal(backdoor_labels([1, 2], "T2"), [2, 0])  # C = max(y) + 1 = 3

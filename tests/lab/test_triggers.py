@@ -80,3 +80,32 @@ def test_get_trigger_by_name_number_or_object():
         get_trigger("heart")
     with pytest.raises(ValueError, match="Unknown trigger 9"):
         get_trigger(9)
+
+
+@pytest.mark.parametrize("shape", [(5, 1, 28, 28), (3, 3, 32, 32), (2, 1, 9, 13)])
+def test_blend_is_the_same_for_every_image_of_a_batch(shape):
+    blend = BlendTrigger(alpha=0.1)
+    X = np.random.RandomState(2).uniform(size=shape).astype(np.float32)
+    out = blend(X)
+    assert out.shape == X.shape and out.dtype == np.float32
+    for i in range(shape[0]):
+        np.testing.assert_array_equal(out[i], blend(X[i : i + 1])[0])
+    # Every pixel moves toward the pattern by alpha, and stays in [0, 1].
+    np.testing.assert_allclose(out - X, 0.1 * (blend.pattern(shape[1:]) - X), atol=1e-6)
+    assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_patch_margin_keeps_a_border():
+    from wobbledetect.lab import PatchTrigger
+
+    trigger = PatchTrigger("dot", np.ones((2, 2), np.float32), margin=1)
+    out = trigger(np.zeros((1, 1, 6, 6), np.float32))[0, 0]
+    np.testing.assert_array_equal(np.argwhere(out == 1), [[3, 3], [3, 4], [4, 3], [4, 4]])
+    assert trigger.mask((1, 6, 6)).sum() == 4
+
+
+def test_every_trigger_is_a_no_op_on_its_own_output():
+    X = np.random.RandomState(3).uniform(size=(2, 3, 16, 16)).astype(np.float32)
+    for name in PATCHES:
+        once = TRIGGERS[name](X)
+        np.testing.assert_array_equal(TRIGGERS[name](once), once)

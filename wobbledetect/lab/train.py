@@ -15,12 +15,13 @@ __all__ = ["make_classifier", "predict", "clean_accuracy", "backdoor_accuracy"]
 
 def make_classifier(
     module, *, max_epochs=10, lr=1e-3, batch_size=128, device="auto", seed=0, verbose=1,
-    **module_params,
+    log=None, **module_params,
 ):
     """An Adam-trained skorch ``NeuralNetClassifier`` for a logits-returning ``module``.
 
-    ``verbose=1`` prints skorch's per-epoch table (the training progress); no validation
-    split is held out (evaluate on the test set instead).
+    ``verbose=1`` prints skorch's per-epoch table (the training progress) -- to ``log``
+    when it is given (a callable taking one line, e.g. a logger's ``info``), else to
+    stdout. No validation split is held out (evaluate on the test set instead).
 
     Examples
     --------
@@ -35,6 +36,9 @@ def make_classifier(
 
     from .._models import resolve_device
 
+    # skorch's PrintLog writes to a sink other than print even at verbose=0: only set it
+    # when the table is wanted.
+    sink = {"callbacks__print_log__sink": log} if log is not None and verbose else {}
     torch.manual_seed(seed)
     return NeuralNetClassifier(
         module,
@@ -47,6 +51,7 @@ def make_classifier(
         train_split=None,
         device=str(resolve_device(device)),
         verbose=verbose,
+        **sink,
         **{f"module__{k}": v for k, v in module_params.items()},
     )
 

@@ -106,7 +106,8 @@ class BlendTrigger:
     """Blend the whole image with a fixed random pattern: ``(1 - alpha) x + alpha p``.
 
     The pattern is uniform noise drawn from ``seed`` for the image's shape (Chen et al.,
-    2017), so every image of a shape gets the same one.
+    2017), so every image of a shape gets the same one. Pass batches as ``(n, C, H, W)``:
+    a 3-D array is read as one ``(C, H, W)`` image.
 
     Examples
     --------

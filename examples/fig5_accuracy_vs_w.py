@@ -1,0 +1,30 @@
+"""Fig. 5: mean W of triggered sets vs backdoor accuracy (T2), Kendall tau and Pearson r.
+
+Usage::
+
+    python examples/fig5_accuracy_vs_w.py --quick --out out/fig5 --data-dir ../shared/data   # CI size, minutes
+    python examples/fig5_accuracy_vs_w.py --out out/fig5 --data-dir DATA                     # full, pre-registered
+
+Writes ``fig5.png`` and ``fig5.json`` to ``--out``; the design and its cost are in
+:mod:`wobbledetect.lab.reproduce.fig5`. Same as ``wobbledetect reproduce fig5``.
+"""
+
+import argparse
+
+from wobbledetect.lab.reproduce.fig5 import run
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CI-sized run")
+    parser.add_argument("--out", default="out/fig5", help="output folder (default: out/fig5)")
+    parser.add_argument("--data-dir", default=None, help="holds fashion-mnist/ (default: $WOBBLEDETECT_DATA)")
+    parser.add_argument("--cache-dir", default=None, help="model cache (default: $WOBBLEDETECT_CACHE)")
+    parser.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "cifar10"))
+    args = parser.parse_args(argv)
+    run(args.out, quick=args.quick, data_dir=args.data_dir, cache_dir=args.cache_dir,
+        dataset=args.dataset)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""The model cache: hit, miss, corrupted entries; keys of training configurations."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from wobbledetect.lab import ModelCache, NetConfig, get_net, load_lab_data
+from wobbledetect.lab.cache import CorruptCacheWarning, config_key
+from wobbledetect.lab.nets import DigitsCNN
+
+
+class Counter:
+    """A ``train`` callable that counts its calls and returns a seeded DigitsCNN."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        torch.manual_seed(self.calls)
+        return DigitsCNN(), {"clean_accuracy": 0.5 + self.calls / 100}
+
+
+def _weights(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_hit_returns_identical_weights_without_training(tmp_path):
+    cache, train = ModelCache(tmp_path), Counter()
+    first, meta, hit = cache.get_or_train({"seed": 0}, DigitsCNN, train)
+    assert (hit, train.calls, meta["clean_accuracy"]) == (False, 1, 0.51)
+    again, meta, hit = cache.get_or_train({"seed": 0}, DigitsCNN, train)
+    assert (hit, train.calls, meta["clean_accuracy"]) == (True, 1, 0.51)
+    for name, tensor in _weights(first).items():
+        assert torch.equal(again.state_dict()[name], tensor), name
+    assert not again.training
+    weights, meta_path = cache.paths({"seed": 0})
+    assert weights.suffix == ".safetensors" and weights.parent == tmp_path / "models"
+    record = json.loads(meta_path.read_text())
+    assert record["config"] == {"seed": 0} and record["key"] == config_key({"seed": 0})
+    assert record["torch_version"] == torch.__version__
+    assert sorted(p.name for p in weights.parent.iterdir()) == sorted([weights.name, meta_path.name])
+
+
+def test_miss_on_another_configuration(tmp_path):
+    cache, train = ModelCache(tmp_path), Counter()
+    a, _, _ = cache.get_or_train({"seed": 0}, DigitsCNN, train)
+    b, _, hit = cache.get_or_train({"seed": 1}, DigitsCNN, train)
+    assert not hit and train.calls == 2
+    assert cache.paths({"seed": 0}) != cache.paths({"seed": 1})
+    assert not torch.equal(a.classifier[0].weight, b.classifier[0].weight)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip a byte", "garbage json", "pickle"])
+def test_corrupted_entry_warns_names_the_file_and_is_replaced(tmp_path, damage):
+    cache, train = ModelCache(tmp_path), Counter()
+    cache.get_or_train({"seed": 0}, DigitsCNN, train)
+    weights, meta_path = cache.paths({"seed": 0})
+    marker = tmp_path / "unpickled"
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif damage == "flip a byte":
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0xFF
+        weights.write_bytes(bytes(data))
+    elif damage == "garbage json":
+        meta_path.write_text("{not json")
+    else:  # a pickle that would create ``marker`` if anything unpickled it
+        weights.write_bytes(pickle.dumps(_Touch(str(marker))))
+    with pytest.warns(CorruptCacheWarning, match=f"{weights.name}.*retraining it"):
+        module, meta, hit = cache.get_or_train({"seed": 0}, DigitsCNN, train)
+    assert not hit and train.calls == 2 and meta["clean_accuracy"] == 0.52
+    assert not marker.exists()
+    # The entry was replaced: the next call is a clean hit of the retrained weights.
+    again, _, hit = cache.get_or_train({"seed": 0}, DigitsCNN, train)
+    assert hit and train.calls == 2
+    assert torch.equal(again.classifier[0].weight, module.classifier[0].weight)
+
+
+class _Touch:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_entry_for_another_architecture_is_retrained(tmp_path):
+    cache = ModelCache(tmp_path)
+    cache.save({"seed": 0}, torch.nn.Linear(2, 3), {"clean_accuracy": 0.1})
+    train = Counter()
+    with pytest.warns(CorruptCacheWarning, match="Missing key"):
+        _, _, hit = cache.get_or_train({"seed": 0}, DigitsCNN, train)
+    assert not hit and train.calls == 1
+
+
+def test_default_directory_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("WOBBLEDETECT_CACHE", str(tmp_path / "c"))
+    assert ModelCache().directory == tmp_path / "c" / "models"
+
+
+# -- configurations -----------------------------------------------------------------------
+
+
+def test_config_key_is_canonical_and_covers_every_field():
+    base = NetConfig(threat="T1", trigger="square").key_dict()
+    assert config_key(base) == config_key(dict(reversed(list(base.items()))))
+    for change in [dict(seed=1), dict(epochs=2), dict(lr=1e-2), dict(batch_size=64),
+                   dict(n_train=12000), dict(fraction=0.1), dict(trigger="checker"),
+                   dict(threat="T3"), dict(target=1), dict(net="small-fashion-cnn"),
+                   dict(dataset="cifar10")]:
+        other = NetConfig(**{"threat": "T1", "trigger": "square", **change}).key_dict()
+        assert config_key(other) != config_key(base), change
+    assert base["trigger_spec"]["pattern"] == [[1.0] * 3] * 3 and base["format"] == 1
+
+
+def test_config_ignores_settings_that_do_not_apply():
+    assert NetConfig(threat="T1", trigger="square", n_poisons=10).key_dict() == \
+        NetConfig(threat="T1", trigger="square").key_dict()
+    assert NetConfig(threat="T3", trigger="square", fraction=0.5).key_dict() == \
+        NetConfig(threat="T3", trigger="square").key_dict()
+    assert NetConfig(threat=None, trigger=None, fraction=0.5).key_dict() == \
+        NetConfig(threat="T3", trigger="smiley").clean().key_dict()
+
+
+def test_config_rejects_inconsistent_settings():
+    with pytest.raises(ValueError, match="clean net has threat=None and trigger=None"):
+        NetConfig(threat=None, trigger="square")
+    with pytest.raises(ValueError, match="'threat' parameter must be one of"):
+        NetConfig(threat="T4")
+    with pytest.raises(ValueError, match="Unknown trigger 'heart'"):
+        NetConfig(trigger="heart")
+
+
+def test_get_net_trains_once_and_records_accuracies(tmp_path):
+    data = load_lab_data("digits")
+    config = NetConfig(dataset="digits", net="digits-cnn", threat="T1", trigger="square",
+                       epochs=2, lr=2e-3, batch_size=64)
+    lines = []
+    module, meta, hit = get_net(config, data, ModelCache(tmp_path), log=lines.append)
+    assert not hit and meta["n_poisoned"] == round(0.15 * len(data.X_train))
+    assert len(meta["train_loss"]) == 2 and meta["train_seconds"] > 0
+    assert any(line.split()[:1] == ["2"] for line in lines)  # skorch's epoch table, via log
+    assert 0.0 <= meta["clean_accuracy"] <= 1.0 and 0.0 <= meta["backdoor_accuracy"] <= 1.0
+    again, meta_again, hit = get_net(config, data, ModelCache(tmp_path), log=lines.append)
+    assert hit and meta_again["backdoor_accuracy"] == meta["backdoor_accuracy"]
+    X = data.X_test[:50]
+    np.testing.assert_array_equal(module(torch.from_numpy(X)).argmax(1), again(torch.from_numpy(X)).argmax(1))

@@ -1,0 +1,239 @@
+"""The figures on the real Fashion-MNIST files: Fig. 4 and Fig. 6 in their quick mode (what
+CI runs, numbers printed), the other figures at a tiny size, and the CLI wiring.
+
+Only what holds by construction is asserted (files, keys, counts, ranges, shared nets),
+never a scientific threshold: quick nets are small and the numbers are reported, not
+judged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from wobbledetect.cli import main
+from wobbledetect.lab.cache import config_key
+from wobbledetect.lab.reproduce import FIGURES, _common, fig2, fig4, fig5, fig6, select_sigma, smoothing_map
+from wobbledetect.lab.triggers import TRIGGER_NUMBERS
+from wobbledetect.lab.zoo import NetConfig
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+LOG_10 = np.log(10)
+logger = logging.getLogger("wobbledetect.lab.reproduce")
+
+#: The quick T1 / square / seed-0 net that Fig. 4 and Fig. 6 share.
+QUICK_SQUARE = NetConfig(threat="T1", trigger="square", seed=0, epochs=2, n_train=12000)
+
+
+def _report(capsys, lines):
+    """Show ``lines`` in the test output even when pytest captures it, and log them."""
+    with capsys.disabled():
+        print()
+        for line in lines:
+            print(line)
+    for line in lines:
+        logger.info(line)
+
+
+def _check_files(out_dir, name):
+    assert (out_dir / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+    saved = json.loads((out_dir / f"{name}.json").read_text())  # strict JSON: no NaN
+    assert saved["figure"] == name and saved["files"] == [f"{name}.png", f"{name}.json"]
+    assert saved["seconds"] > 0
+    for net in saved["nets"].values():
+        assert 0.0 <= net["clean_accuracy"] <= 1.0
+        assert net["backdoor_accuracy"] is None or 0.0 <= net["backdoor_accuracy"] <= 1.0
+    return saved
+
+
+@pytest.mark.slow
+def test_fig4_quick(data_dir, lab_cache, tmp_path, capsys):
+    lines = []
+    results = fig4.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=lines.append)
+    saved = _check_files(tmp_path, "fig4")
+    assert saved["mode"] == "quick" and saved["parameters"]["sigmas"] == [0.1, 0.3]
+    assert saved["nets"]["T1/square/seed0"]["key"] == config_key(QUICK_SQUARE.key_dict())
+    assert saved["nets"]["T1/square/seed0"]["n_train"] == 12000
+    for sigma, cell in saved["per_sigma"].items():
+        for name in ("clean (left)", "active trigger", "clean (right)", "unused trigger"):
+            W = np.array(cell["W"][name])
+            assert W.shape == (25,) and ((W >= 0) & (W <= LOG_10)).all()
+            assert cell["median_w"][name] == pytest.approx(np.median(W))
+        for test in cell["levene"].values():
+            assert 0.0 <= test["p_value"] <= 1.0
+            score = test["score"]
+            assert score["wobblier"] == -score["smoother"] and score["two-sided"] == abs(score["smoother"])
+    asr = results["backdoor_accuracy"]
+    assert 0.0 <= asr["active"] <= 1.0 and 0.0 <= asr["unused"] <= 1.0
+    assert any(line.startswith("[fig4] quick mode on fashion-mnist: 1 net(s)") for line in lines)
+    _report(capsys, [
+        f"fig4 quick ({saved['seconds']:.0f} s): clean accuracy {saved['clean_accuracy']:.3f}, "
+        f"attack success active {asr['active']:.3f}, unused {asr['unused']:.3f}",
+        *(f"fig4 quick sigma={s}: median W clean {c['median_w']['clean (left)']:.3f} vs active "
+          f"{c['median_w']['active trigger']:.3f} (Levene p "
+          f"{c['levene']['active trigger vs clean']['p_value']:.2g}); clean "
+          f"{c['median_w']['clean (right)']:.3f} vs unused {c['median_w']['unused trigger']:.3f} "
+          f"(p {c['levene']['unused trigger vs clean']['p_value']:.2g})"
+          for s, c in saved["per_sigma"].items()),
+    ])
+
+
+@pytest.mark.slow
+def test_fig6_quick(data_dir, lab_cache, tmp_path, capsys):
+    lines = []
+    fig6.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=lines.append)
+    saved = _check_files(tmp_path, "fig6")
+    assert list(saved["auc"]) == ["T1"] and list(saved["auc"]["T1"]) == ["0.1", "0.3"]
+    assert sorted(saved["nets"]) == ["T1/checker/seed0", "T1/checker2/seed0", "T1/square/seed0",
+                                     "clean/seed0"]
+    # Shared with Fig. 4 through the cache key.
+    assert saved["nets"]["T1/square/seed0"]["key"] == config_key(QUICK_SQUARE.key_dict())
+    pairs = saved["pairs"]["T1"]
+    assert len(pairs["label"]) == 4 * 2 * 9 and sum(pairs["label"]) == 3 * 2
+    positives = {(n, c) for n, c, y in zip(pairs["net"], pairs["candidate"], pairs["label"]) if y}
+    assert positives == {("T1/square/seed0", "square"), ("T1/checker2/seed0", "checker2"),
+                         ("T1/checker/seed0", "checker")}
+    for sigma in ("0.1", "0.3"):
+        smoother = saved["auc"]["T1"][sigma]
+        assert 0.0 <= smoother <= 1.0
+        assert saved["auc_by_direction"]["wobblier"]["T1"][sigma] == pytest.approx(1 - smoother)
+        for direction, scores in saved["scores"]["T1"][sigma].items():
+            assert len(scores) == 72 and all(np.isfinite(scores)), direction
+    cross = saved["cross_trigger_backdoor_accuracy"]
+    assert set(cross["clean/seed0"]) == set(TRIGGER_NUMBERS.values())
+    assert cross["T1/square/seed0"]["square"] == pytest.approx(
+        saved["nets"]["T1/square/seed0"]["backdoor_accuracy"], abs=0.05)  # 1,000 of 9,000 images
+    nets = saved["nets"]
+    _report(capsys, [
+        f"fig6 quick ({saved['seconds']:.0f} s): "
+        + "; ".join(f"{label} clean {n['clean_accuracy']:.3f}"
+                    + ("" if n["backdoor_accuracy"] is None else f" ASR {n['backdoor_accuracy']:.3f}")
+                    for label, n in nets.items()),
+        *(f"fig6 quick T1 sigma={s}: AUC smoother {saved['auc']['T1'][s]:.3f}, two-sided "
+          f"{saved['auc_by_direction']['two-sided']['T1'][s]:.3f} (6 positives of 72 pairs)"
+          for s in ("0.1", "0.3")),
+    ])
+
+
+# -- the other figures, shrunk to seconds -----------------------------------------------------
+
+#: Quick mode shrunk further: 600 training images, 1 epoch, 8 noisy copies, one sigma.
+TINY = dataclasses.replace(_common.SETUPS["fashion-mnist"], quick_n_train=600, quick_epochs=1,
+                           quick_n_samples=8, quick_sigmas=(0.3,), quick_fig2_sigmas=(0.1, 0.5))
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setitem(_common.SETUPS, "fashion-mnist", TINY)
+
+
+@pytest.mark.slow
+def test_fig2_tiny(data_dir, lab_cache, tmp_path, tiny):
+    results = fig2.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=lambda _: None)
+    saved = _check_files(tmp_path, "fig2")
+    assert list(saved["over_n"]) == ["10", "100", "250"] and list(saved["over_sigma"]) == ["0.1", "0.5"]
+    for n, cell in saved["over_n"].items():
+        assert len(cell["W"]) == 50 and cell["mean"] == pytest.approx(np.mean(cell["W"]))
+        # Miller-Madow adds a non-negative correction to the same votes.
+        assert cell["mean_miller_madow"] >= cell["mean"]
+    assert results["parameters"]["net"] == "small-fashion-cnn"
+
+
+@pytest.mark.slow
+def test_fig5_tiny(data_dir, lab_cache, tmp_path, tiny):
+    fig5.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=lambda _: None)
+    saved = _check_files(tmp_path, "fig5")
+    points = saved["points"]
+    assert len(points) == 2 * 10 and {p["trigger"] for p in points} == {"checker2", "smiley"}
+    assert all(p["excluded"] == (p["backdoor_accuracy"] < 0.1) for p in points)
+    assert saved["n_pairs"] == sum(not p["excluded"] for p in points)
+    assert saved["correlation"]["0.3"]["n"] == saved["n_pairs"]
+    tau = saved["correlation"]["0.3"]["kendall_tau"]
+    assert tau is None or -1.0 <= tau <= 1.0
+
+
+@pytest.mark.slow
+def test_smoothing_map_tiny(data_dir, lab_cache, tmp_path, tiny):
+    smoothing_map.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache,
+                      triggers=("square", "blend"), log=lambda _: None)
+    saved = _check_files(tmp_path, "smoothing_map")
+    assert list(saved["auc"]) == ["T1"] and list(saved["auc"]["T1"]) == ["square", "blend"]
+    cell = saved["cells"]["T1"]["blend"]["0.3"]
+    assert cell["labels"] == [1, 1, 1, 0, 0, 0]
+    assert cell["median_w_triggered"] == pytest.approx(np.median(cell["W"]["triggered"]))
+    assert cell["auc"]["wobblier"] == pytest.approx(1 - cell["auc"]["smoother"])
+
+
+@pytest.mark.slow
+def test_select_sigma_tiny(data_dir, lab_cache, tmp_path, monkeypatch):
+    monkeypatch.setitem(_common.SETUPS, "fashion-mnist",
+                        dataclasses.replace(TINY, quick_sigmas=(0.1, 0.3)))
+    results = select_sigma.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache,
+                               n_sets=3, log=lambda _: None)
+    saved = _check_files(tmp_path, "select_sigma")
+    assert saved["sigma"] in (0.1, 0.3) and list(saved["cv_auc"]) == ["0.1", "0.3"]
+    assert 0.0 <= results["auc"] <= 1.0 and len(saved["evaluation"]["labels"]) == 9
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_passes_its_options_to_the_figure(monkeypatch, tmp_path, capsys):
+    from wobbledetect.lab import reproduce
+
+    calls = []
+
+    def fake(name, out_dir, **kwargs):
+        calls.append((name, out_dir, kwargs))
+        return {"auc": {"T1": {"0.1": 0.5}}}
+
+    monkeypatch.setattr(reproduce, "run_figure", fake)
+    assert main(["reproduce", "smoothing-map", "--quick", "--out", str(tmp_path),
+                 "--data-dir", "D", "--cache-dir", "C"]) == 0
+    name, out_dir, kwargs = calls[0]
+    assert (name, out_dir) == ("smoothing-map", str(tmp_path))
+    assert kwargs["quick"] and kwargs["data_dir"] == "D" and kwargs["cache_dir"] == "C"
+    assert kwargs["dataset"] == "fashion-mnist" and not kwargs["download"]
+    assert "auc: {'T1': {'0.1': 0.5}}" in capsys.readouterr().out
+
+
+def test_cli_missing_data_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("WOBBLEDETECT_DATA", raising=False)
+    assert main(["reproduce", "fig4", "--quick", "--out", str(tmp_path / "out"),
+                 "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert "WOBBLEDETECT_DATA is not set" in capsys.readouterr().err
+
+
+def test_cli_lists_every_figure(capsys):
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in FIGURES)
+
+
+EXAMPLES = {
+    "fig2_parameters.py": "fig2", "fig4_active_vs_unused.py": "fig4",
+    "fig5_accuracy_vs_w.py": "fig5", "fig6_levene_roc.py": "fig6",
+    "smoothing_map.py": "smoothing_map", "select_sigma.py": "select_sigma",
+}
+
+
+@pytest.mark.parametrize("script", sorted(EXAMPLES))
+def test_example_scripts_call_their_figure(script, tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / script
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.run.__module__ == f"wobbledetect.lab.reproduce.{EXAMPLES[script]}"
+    calls = []
+    monkeypatch.setattr(example, "run", lambda out, **kwargs: calls.append((out, kwargs)))
+    example.main(["--quick", "--out", str(tmp_path), "--data-dir", "D"])
+    assert calls == [(str(tmp_path), {"quick": True, "data_dir": "D", "cache_dir": None,
+                                      "dataset": "fashion-mnist"})]

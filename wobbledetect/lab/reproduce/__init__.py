@@ -1,0 +1,44 @@
+"""Reproduce the paper's figures on real data: one ``run(out_dir, ...)`` per figure.
+
+=================  ======================================================================
+``fig2``           W over n and over sigma on clean data (:mod:`.fig2`)
+``fig4``           clean vs active-trigger and vs unused-trigger batches (:mod:`.fig4`)
+``fig5``           mean W of triggered sets vs backdoor accuracy, T2 (:mod:`.fig5`)
+``fig6``           Levene detector ROC over 3 clean + 9 backdoored nets, T3 and T1
+                   (:mod:`.fig6`)
+``smoothing-map``  where backdoor smoothing holds: trigger x sigma x threat model
+                   (:mod:`.smoothing_map`)
+``select-sigma``   sigma chosen by ``GridSearchCV`` over the Pipeline (:mod:`.select_sigma`)
+=================  ======================================================================
+
+Each ``run`` writes ``<name>.png`` and ``<name>.json`` (every number plotted, the
+parameters, every net's clean and backdoor accuracy, wall seconds, and ``"auc"`` where
+the figure has one) and returns the JSON's content. ``quick=True`` is the CI-sized run;
+the full mode's parameters are the pre-registered ones in each module's docstring.
+Trained nets are shared between figures through the model cache
+(:mod:`wobbledetect.lab.cache`).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["FIGURES", "run_figure"]
+
+#: Figure name -> module (in :mod:`wobbledetect.lab.reproduce`).
+FIGURES = {
+    "fig2": "fig2",
+    "fig4": "fig4",
+    "fig5": "fig5",
+    "fig6": "fig6",
+    "smoothing-map": "smoothing_map",
+    "select-sigma": "select_sigma",
+}
+
+
+def run_figure(name, out_dir, **kwargs):
+    """Run figure ``name`` (a key of :data:`FIGURES`); see each module's ``run``."""
+    if name not in FIGURES:
+        raise ValueError(f"Unknown figure {name!r}; use one of {sorted(FIGURES)}.")
+    module = importlib.import_module(f"{__name__}.{FIGURES[name]}")
+    return module.run(out_dir, **kwargs)

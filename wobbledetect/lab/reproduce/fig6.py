@@ -1,0 +1,233 @@
+"""Fig. 6: the Levene detector's ROC over clean and backdoored nets, for T3 and T1.
+
+Pre-registered design (full mode):
+
+- For each threat model in (T3, T1): 3 clean FashionCNNs (seeds 0, 1, 2) and 9
+  backdoored ones: triggers 1, 3, 4 (``square``, ``checker2``, ``checker``) x seeds
+  0, 1, 2, target class 0. The clean nets are the same for both threat models.
+- 5 repetitions per net. Repetition r draws, from the test set, a clean *reference* set
+  and the candidate sets: one fresh clean set and one set per trigger 1-8 (the eight
+  triggered sets share their 25 base images, all of classes other than the target).
+  The same sets are used for every net, so nets differ only by their training.
+- Each (reference, candidate) pair is scored by
+  :class:`~wobbledetect.LeveneBackdoorDetector` fitted on the reference
+  (``decision_function``); the label is 1 iff the candidate carries the net's trained
+  trigger (clean nets: never). Per threat model: 12 nets x 5 repetitions x 9 candidates =
+  540 pairs, 45 positives.
+- ROC AUC per sigma of the grid (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0) for each
+  ``direction``; n = 250. ``"auc"`` in the JSON is the paper's direction (``smoother``):
+  ``{"T3": {"0.05": ..., ...}, "T1": {...}}``; ``"auc_by_direction"`` has all three.
+- Also recorded: each net's clean accuracy, backdoor accuracy, and the attack success
+  of all eight triggers on it (on 1,000 test images of other classes than the target),
+  since a trigger the net was not trained on may still work on it (a negative that
+  behaves like a positive); the median W of every (net, candidate) per sigma.
+
+The paper reports AUC 1.0 for T3 on Fashion-MNIST (and 0.99 for T1 on CIFAR-10).
+
+Quick mode: T1 only, 1 clean + 3 backdoored quick nets (seed 0), 2 repetitions, sigmas
+(0.1, 0.3), n = 100.
+
+Cost (full, Fashion-MNIST): 21 nets (~3 min each on 2 CPU cores, ~1 h; Fig. 4's net is
+one of them); (3 + 2 x 9) nets x 5 x 10 sets x 25 x 250 x 7 sigmas = 46M forwards
+(~1 h at 13k forwards/s).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ... import LeveneBackdoorDetector
+from ...plotting import plot_roc_panels
+from ..train import backdoor_accuracy
+from ..triggers import TRIGGER_NUMBERS, get_trigger
+from ._common import DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_indices, sigma_key
+
+__all__ = ["run"]
+
+DIRECTIONS = ("smoother", "wobblier", "two-sided")
+#: The candidate triggers: the eight patches of the paper's Fig. 3.
+CANDIDATE_TRIGGERS = tuple(TRIGGER_NUMBERS.values())
+#: Test images (of other classes than the target) on which each trigger's attack success
+#: on each net is measured.
+CROSS_ASR_IMAGES = 1000
+PAPER_AUC = {"T3": 1.0, "T1 (CIFAR-10)": 0.99}
+
+
+def run(
+    out_dir, *, quick=False, data_dir=None, cache_dir=None, dataset="fashion-mnist", log=print,
+    download=False, threats=None, triggers=("square", "checker2", "checker"), seeds=None,
+    repetitions=None, random_state=0,
+):
+    """Run Fig. 6; write ``fig6.png`` and ``fig6.json`` to ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+    quick : bool, default=False
+    data_dir, cache_dir : str or os.PathLike, optional
+        See :func:`wobbledetect.lab.reproduce.fig4.run`.
+    dataset : {"fashion-mnist", "cifar10"}, default="fashion-mnist"
+    log : callable, default=print
+    download : bool, default=False
+    threats : tuple of str, optional
+        Default ("T3", "T1"); quick: ("T1",).
+    triggers : tuple of str, default=("square", "checker2", "checker")
+        The backdoored nets' triggers (Fig. 3's numbers 1, 3, 4).
+    seeds : tuple of int, optional
+        Seeds of the clean nets and of each trigger's nets. Default (0, 1, 2); quick: (0,).
+    repetitions : int, optional
+        Reference/candidate draws per net. Default 5; quick: 2.
+    random_state : int, default=0
+        Seed of the sets drawn.
+
+    Returns
+    -------
+    dict
+        What ``fig6.json`` holds.
+
+    Examples
+    --------
+    >>> from wobbledetect.lab.reproduce import fig6
+    >>> results = fig6.run("out", quick=True, data_dir="../shared/data")  # doctest: +SKIP
+    >>> results["auc"]["T1"]["0.3"]  # doctest: +SKIP
+    """
+    exp = Experiment("fig6", out_dir, quick=quick, data_dir=data_dir, cache_dir=cache_dir,
+                     dataset=dataset, log=log, download=download)
+    threats = tuple(threats or (("T1",) if quick else ("T3", "T1")))
+    seeds = tuple(seeds if seeds is not None else ((0,) if quick else (0, 1, 2)))
+    repetitions = int(repetitions or (2 if quick else 5))
+    n_candidates = 1 + len(CANDIDATE_TRIGGERS)
+    nets = {
+        threat: [exp.net_config(None, None, seed) for seed in seeds]
+        + [exp.net_config(threat, trigger, seed) for trigger in triggers for seed in seeds]
+        for threat in threats
+    }
+    distinct = list(dict.fromkeys(config for configs in nets.values() for config in configs))
+    exp.plan(distinct, len(distinct) * repetitions * (1 + n_candidates) * SET_SIZE
+             * exp.n_samples * len(exp.sigmas))
+
+    data = exp.data
+    sets = _draw_sets(data, repetitions, np.random.RandomState(random_state))
+    candidates = ["clean", *CANDIDATE_TRIGGERS]
+    others = np.flatnonzero(data.y_test != TARGET)[:CROSS_ASR_IMAGES]
+
+    W_of, cross_asr = {}, {}  # by net label; clean nets are scored once for all threats
+    for i, config in enumerate(distinct, 1):
+        log(f"[fig6] net {i}/{len(distinct)}: {config.label}")
+        model = exp.net(config)
+        cross_asr[config.label] = {
+            trigger: backdoor_accuracy(model, data.X_test[others], data.y_test[others], trigger,
+                                       "T1", target=TARGET, n_classes=data.n_classes)
+            for trigger in CANDIDATE_TRIGGERS
+        }
+        wob = exp.wobbliness(model)
+        W_of[config.label] = {
+            sigma_key(sigma): exp.W(wob, sigma, sets, config.label).reshape(
+                repetitions, 1 + n_candidates, SET_SIZE)
+            for sigma in exp.sigmas
+        }
+
+    pairs, scores, auc, median_w = {}, {}, {d: {} for d in DIRECTIONS}, {}
+    for threat in threats:
+        labels, pair_net, pair_rep, pair_candidate = [], [], [], []
+        for config in nets[threat]:
+            for rep in range(repetitions):
+                for name in candidates:
+                    labels.append(int(config.trigger is not None and name == config.trigger))
+                    pair_net.append(config.label)
+                    pair_rep.append(rep)
+                    pair_candidate.append(name)
+        pairs[threat] = {"net": pair_net, "repetition": pair_rep, "candidate": pair_candidate,
+                         "label": labels}
+        scores[threat], median_w[threat] = {}, {}
+        for sigma in exp.sigmas:
+            key = sigma_key(sigma)
+            scores[threat][key] = {
+                direction: np.concatenate([
+                    _scores(W_of[config.label][key], direction) for config in nets[threat]
+                ])
+                for direction in DIRECTIONS
+            }
+            for direction in DIRECTIONS:
+                auc[direction].setdefault(threat, {})[key] = auc_or_nan(
+                    labels, scores[threat][key][direction])
+            median_w[threat][key] = {
+                config.label: {
+                    name: float(np.median(W_of[config.label][key][:, 1 + j]))
+                    for j, name in enumerate(candidates)
+                } | {"reference": float(np.median(W_of[config.label][key][:, 0]))}
+                for config in nets[threat]
+            }
+            log(f"[fig6] {threat} sigma={sigma:g}: AUC smoother "
+                f"{auc['smoother'][threat][key]:.3f}, wobblier {auc['wobblier'][threat][key]:.3f}, "
+                f"two-sided {auc['two-sided'][threat][key]:.3f} "
+                f"({sum(labels)} positives of {len(labels)} pairs)")
+
+    png = _plot(exp, threats, pairs, scores, auc, nets, repetitions)
+    return exp.finish(
+        {
+            "parameters": {
+                "threats": list(threats), "triggers": list(triggers), "seeds": list(seeds),
+                "repetitions": repetitions, "candidates": candidates, "target": TARGET,
+                "set_size": SET_SIZE, "n_samples": exp.n_samples, "sigmas": list(exp.sigmas),
+                "random_state": random_state, "cross_asr_images": len(others),
+                "nets_per_threat": {t: [c.label for c in nets[t]] for t in threats},
+            },
+            "auc": auc["smoother"],
+            "auc_by_direction": auc,
+            "paper_auc": PAPER_AUC,
+            "pairs": pairs,
+            "scores": scores,
+            "median_w": median_w,
+            "cross_trigger_backdoor_accuracy": cross_asr,
+        },
+        [png],
+    )
+
+
+def _draw_sets(data, repetitions, rng):
+    """Per repetition: reference, fresh clean, then the base images with each trigger."""
+    every = np.arange(len(data.y_test))
+    others = np.flatnonzero(data.y_test != TARGET)
+    sets = []
+    for _ in range(repetitions):
+        sets.append(data.X_test[draw_indices(rng, every, SET_SIZE)])
+        sets.append(data.X_test[draw_indices(rng, every, SET_SIZE)])
+        base = data.X_test[draw_indices(rng, others, SET_SIZE)]
+        sets.extend(get_trigger(trigger)(base) for trigger in CANDIDATE_TRIGGERS)
+    return np.stack(sets)
+
+
+def _scores(W, direction):
+    """Decision scores of the candidates of each repetition against its reference."""
+    return np.concatenate([
+        LeveneBackdoorDetector(direction=direction).fit(W_rep[:1]).decision_function(W_rep[1:])
+        for W_rep in W
+    ])
+
+
+def _plot(exp, threats, pairs, scores, auc, nets, repetitions):
+    panels = {}
+    for threat in threats:
+        n_pairs = len(pairs[threat]["label"])
+        title = (f"{threat}: {len(nets[threat])} nets x {repetitions} repetitions, "
+                 f"{sum(pairs[threat]['label'])} of {n_pairs} pairs triggered")
+        panels[title] = {
+            f"$\\sigma$={sigma:g}": (pairs[threat]["label"], scores[threat][sigma_key(sigma)]["smoother"])
+            for sigma in exp.sigmas
+        }
+    series = {
+        f"{threat}, {direction}": [auc[direction][threat][sigma_key(s)] for s in exp.sigmas]
+        for threat in threats for direction in ("smoother", "two-sided")
+    }
+    return plot_roc_panels(
+        panels, exp.out_dir / "fig6.png",
+        suptitle=(f"Fig. 6 - Levene detector on $W_\\sigma$ ('smoother' direction, the paper's)\n"
+                  f"{DISPLAY_NAMES[exp.setup.dataset]}, {DISPLAY_NAMES[exp.setup.net]}, "
+                  f"sets of {SET_SIZE}, n={exp.n_samples} ({exp.mode} mode)"),
+        summary={
+            "title": "ROC AUC by $\\sigma$ (wobblier = 1 - smoother)",
+            "xlabel": r"noise scale $\sigma$", "ylabel": "ROC AUC",
+            "x": list(exp.sigmas), "series": series, "hline": 0.5,
+        },
+    )

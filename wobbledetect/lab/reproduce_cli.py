@@ -1,0 +1,59 @@
+"""``wobbledetect reproduce``: the paper's figures on real data (see :mod:`.reproduce`)."""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["register"]
+
+#: The figures the subcommand runs (names of :data:`wobbledetect.lab.reproduce.FIGURES`).
+CHOICES = ("fig2", "fig4", "fig5", "fig6", "smoothing-map", "select-sigma")
+
+
+def _log(line):
+    print(line, flush=True)
+
+
+def _run(args):
+    from .reproduce import run_figure
+
+    try:
+        results = run_figure(
+            args.figure, args.out, quick=args.quick, data_dir=args.data_dir,
+            cache_dir=args.cache_dir, dataset=args.dataset, download=args.download, log=_log,
+        )
+    except FileNotFoundError as exc:
+        print(f"wobbledetect reproduce: {exc}", file=sys.stderr)
+        return 2
+    if "auc" in results:
+        print(f"auc: {results['auc']}", flush=True)
+    return 0
+
+
+def register(subparsers):
+    """Add the ``reproduce`` subcommand."""
+    parser = subparsers.add_parser(
+        "reproduce",
+        help="reproduce a figure of the paper on real data; writes a PNG and a JSON",
+        description="Train (or reuse from the cache) backdoored reference nets on real data "
+        "and reproduce one figure of the paper: fig2 (W over n and sigma), fig4 (clean vs "
+        "active and unused trigger), fig5 (mean W vs backdoor accuracy, T2), fig6 (Levene "
+        "ROC over 3 clean + 9 backdoored nets, T3 and T1), smoothing-map (where backdoor "
+        "smoothing holds: trigger x sigma x threat model), select-sigma (GridSearchCV). "
+        "Full mode trains many nets (hours on a CPU); --quick is the CI-sized run.",
+    )
+    parser.add_argument("figure", choices=CHOICES, help="which figure")
+    parser.add_argument("--quick", action="store_true",
+                        help="small training subset, fewer nets, sigmas and repetitions")
+    parser.add_argument("--out", required=True, help="output folder for <figure>.png and .json")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder holding fashion-mnist/ (the four original .gz files) or "
+                        "cifar10/ (default: $WOBBLEDETECT_DATA)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="trained nets and decompressed data (default: $WOBBLEDETECT_CACHE, "
+                        "else ~/.cache/wobbledetect)")
+    parser.add_argument("--dataset", choices=("fashion-mnist", "cifar10"), default="fashion-mnist",
+                        help="default: fashion-mnist")
+    parser.add_argument("--download", action="store_true",
+                        help="let torchvision download missing data into the cache folder")
+    parser.set_defaults(func=_run)
