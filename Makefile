@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # torch would pull gigabytes.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean protos
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The gRPC stubs in wobbledetect/v1/, from proto/ (the pinned generator; never edit them).
+protos: $(STAMP)
+	$(BIN)/python proto/generate.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py

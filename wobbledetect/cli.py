@@ -14,7 +14,12 @@ import sys
 __all__ = ["main", "build_parser"]
 
 #: Modules whose ``register(subparsers)`` adds subcommands, in help order.
-SUBCOMMAND_MODULES = ("wobbledetect.lab.demo_cli",)
+SUBCOMMAND_MODULES = (
+    "wobbledetect.lab.demo_cli",
+    "wobbledetect.lab.reproduce_cli",
+    "wobbledetect_service.cli",
+    "wobbledetect.screen_cli",
+)
 
 
 def build_parser():

@@ -1,0 +1,167 @@
+"""What :class:`wobbledetect.client.ScreeningClient` returns: small dataclasses of NumPy
+arrays and numbers, converted from the ``wobbledetect.v1`` messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._grpc_codec import from_tensor
+from .v1 import screening_pb2 as pb
+
+__all__ = ["ModelInfo", "WobblinessResult", "CandidateResult", "ScreenResult", "DIRECTIONS"]
+
+#: The detector's ``direction`` values and their wire codes.
+DIRECTIONS = {
+    "smoother": pb.DIRECTION_SMOOTHER,
+    "wobblier": pb.DIRECTION_WOBBLIER,
+    "two-sided": pb.DIRECTION_TWO_SIDED,
+}
+_DIRECTION_NAMES = {code: name for name, code in DIRECTIONS.items()}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model stored on the server.
+
+    Attributes
+    ----------
+    model_id : str
+        Lowercase hex SHA-256 of the ONNX bytes.
+    size_bytes : int
+    input_shape : tuple of int
+        Shape of one input.
+    n_classes : int
+    upload_time_unix : int
+        When it was stored, in seconds since the Unix epoch.
+    created : bool or None
+        From :meth:`ScreeningClient.upload_model` only: whether this upload stored it
+        (False: the server already had these bytes).
+    """
+
+    model_id: str
+    size_bytes: int
+    input_shape: tuple
+    n_classes: int
+    upload_time_unix: int
+    created: bool | None = None
+
+
+@dataclass(frozen=True)
+class WobblinessResult:
+    """W_sigma of a batch, as :meth:`ScreeningClient.compute_wobbliness` returns it.
+
+    Attributes
+    ----------
+    wobbliness : ndarray of shape (n_inputs,) or (n_sets, set_size)
+        W in nats.
+    vote_frequencies : ndarray of shape (*wobbliness.shape, n_classes) or None
+        Only when asked for.
+    sigma, n_samples, seed, device
+        What the server used.
+    """
+
+    wobbliness: np.ndarray
+    vote_frequencies: np.ndarray | None
+    sigma: float
+    n_samples: int
+    seed: int
+    device: str
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """The detector's judgement of one candidate set.
+
+    Attributes
+    ----------
+    index : int
+        Position in the ``candidates`` passed.
+    p_value : float
+        Levene p-value against the clean reference.
+    score : float
+        ``decision_function``: positive exactly when ``triggered``.
+    triggered : bool
+        True when a trigger is likely active (``p < alpha`` in the chosen direction).
+    summary : dict
+        count, mean, std, min, q25, median, q75, max of the set's W values.
+    wobbliness : ndarray or None
+        W of each input, when ``return_wobbliness=True``.
+    """
+
+    index: int
+    p_value: float
+    score: float
+    triggered: bool
+    summary: dict
+    wobbliness: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    """The outcome of :meth:`ScreeningClient.screen`.
+
+    Attributes
+    ----------
+    candidates : list of CandidateResult
+        In the order passed.
+    clean_summary : dict
+        Statistics of the clean set's W values.
+    n_reference, n_reference_outliers : int
+        Clean W values kept in the reference, and removed by eq. (4).
+    sigma, n_samples, alpha, seed, direction, device
+        What the server used (``seed``: the one passed, or the one it drew).
+    clean_wobbliness : ndarray or None
+        W of each clean input, when ``return_wobbliness=True``.
+    """
+
+    candidates: list
+    clean_summary: dict
+    n_reference: int
+    n_reference_outliers: int
+    sigma: float
+    n_samples: int
+    alpha: float
+    seed: int
+    direction: str
+    device: str
+    clean_wobbliness: np.ndarray | None = field(default=None, repr=False)
+
+
+def model_info(message, created=None):
+    """A ``wobbledetect.v1.Model`` as a :class:`ModelInfo`."""
+    return ModelInfo(
+        model_id=message.model_id, size_bytes=message.size_bytes,
+        input_shape=tuple(message.input_shape), n_classes=message.n_classes,
+        upload_time_unix=message.upload_time_unix, created=created,
+    )
+
+
+def _summary(message):
+    return {name: getattr(message, name) for name in
+            ("count", "mean", "std", "min", "q25", "median", "q75", "max")}
+
+
+def screen_result(response):
+    """A ``wobbledetect.v1.ScreenResponse`` as a :class:`ScreenResult`."""
+    return ScreenResult(
+        candidates=[
+            CandidateResult(
+                index=c.index, p_value=c.p_value, score=c.score,
+                triggered=c.verdict == pb.VERDICT_TRIGGER, summary=_summary(c.summary),
+                wobbliness=from_tensor(c.wobbliness) if c.HasField("wobbliness") else None,
+            )
+            for c in response.candidates
+        ],
+        clean_summary=_summary(response.clean_summary),
+        n_reference=response.n_reference,
+        n_reference_outliers=response.n_reference_outliers,
+        sigma=response.sigma, n_samples=response.n_samples, alpha=response.alpha,
+        seed=response.seed, direction=_DIRECTION_NAMES.get(response.direction, "smoother"),
+        device=response.device,
+        clean_wobbliness=(
+            from_tensor(response.clean_wobbliness) if response.HasField("clean_wobbliness")
+            else None
+        ),
+    )

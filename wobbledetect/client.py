@@ -1,0 +1,367 @@
+"""Python client of the wobbledetect screening service (``wobbledetect serve``).
+
+:class:`ScreeningClient` uploads ONNX models and screens NumPy arrays on a remote server
+(typically a GPU host); results come back as NumPy arrays and small dataclasses. The
+numbers are those the library computes in process (:class:`~wobbledetect.WobblinessTransformer`
+and :class:`~wobbledetect.LeveneBackdoorDetector`) with ``random_state=seed``.
+
+Importing this module imports grpc; ``import wobbledetect`` alone does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import grpc
+
+from ._exceptions import WobbledetectError
+from ._grpc_codec import from_tensor, to_tensor
+from ._grpc_results import (
+    DIRECTIONS,
+    CandidateResult,
+    ModelInfo,
+    ScreenResult,
+    WobblinessResult,
+    model_info,
+    screen_result,
+)
+from .v1 import screening_pb2 as pb
+from .v1 import screening_pb2_grpc
+
+__all__ = [
+    "ScreeningClient",
+    "ModelInfo",
+    "WobblinessResult",
+    "CandidateResult",
+    "ScreenResult",
+    "ServiceCallError",
+]
+
+#: Bytes per UploadModel message.
+UPLOAD_CHUNK_BYTES = 1 << 20
+
+
+class ServiceCallError(WobbledetectError, RuntimeError):
+    """The server answered a call with an error status.
+
+    Attributes
+    ----------
+    code : grpc.StatusCode
+        E.g. ``INVALID_ARGUMENT``, ``NOT_FOUND``, ``UNAUTHENTICATED``, ``RESOURCE_EXHAUSTED``.
+    details : str
+        The server's message.
+    """
+
+    def __init__(self, code, details, method):
+        super().__init__(f"{method} failed with {code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+class ScreeningClient:
+    """A connection to a wobbledetect screening server.
+
+    Parameters
+    ----------
+    address : str
+        ``HOST:PORT`` of the server.
+    token : str or None, default=None
+        Bearer token, sent as ``authorization: Bearer <token>`` on every call.
+    root_certificates : bytes or None, default=None
+        PEM CA bundle that signed the server's certificate: connect with TLS. Set
+        ``tls=True`` instead to use the system's trust store.
+    tls : bool, default=False
+        Connect with TLS even without ``root_certificates``.
+    client_certificate, client_key : bytes or None, default=None
+        PEM certificate chain and key presented to the server (mutual TLS).
+    server_name : str or None, default=None
+        Host name expected in the server's certificate, when it differs from the host
+        in ``address``.
+    timeout : float or None, default=None
+        Default deadline of every call, in seconds (None: no deadline).
+    max_message_bytes : int, default=64 MiB
+        Largest message sent or received.
+
+    See Also
+    --------
+    wobbledetect.WobblinessTransformer, wobbledetect.LeveneBackdoorDetector :
+        What the server runs.
+
+    Examples
+    --------
+    A server on this host, in process, and a one-layer model:
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import torch
+    >>> from wobbledetect import to_onnx
+    >>> from wobbledetect.client import ScreeningClient
+    >>> from wobbledetect_service import create_server
+    >>> server, port = create_server("127.0.0.1:0", store=tempfile.mkdtemp())
+    >>> server.start()
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    >>> with ScreeningClient(f"127.0.0.1:{port}") as client:
+    ...     model = client.upload_model(to_onnx(net, (1, 2, 2)))
+    ...     rng = np.random.RandomState(0)
+    ...     clean = rng.normal(size=(20, 1, 2, 2))
+    ...     flat = np.zeros((20, 1, 2, 2)) + rng.normal(scale=1e-3, size=(20, 1, 1, 1))
+    ...     result = client.screen(model.model_id, clean, [clean[:10], flat],
+    ...                            sigma=0.5, n_samples=100, seed=0)
+    ...     w = client.compute_wobbliness(model.model_id, clean[:3], sigma=0.5, seed=0)
+    >>> model.input_shape, model.n_classes
+    ((1, 2, 2), 3)
+    >>> [c.triggered for c in result.candidates]  # the near-constant set is "smoother"
+    [False, True]
+    >>> w.wobbliness.shape
+    (3,)
+    >>> server.stop(None).wait()
+    True
+    """
+
+    def __init__(
+        self,
+        address,
+        *,
+        token=None,
+        root_certificates=None,
+        tls=False,
+        client_certificate=None,
+        client_key=None,
+        server_name=None,
+        timeout=None,
+        max_message_bytes=64 << 20,
+    ):
+        if (client_certificate is None) != (client_key is None):
+            raise ValueError(
+                "Mutual TLS needs both client_certificate and client_key (PEM); got only one."
+            )
+        self.address = address
+        self.timeout = timeout
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
+        if tls or root_certificates is not None or client_certificate is not None:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=root_certificates,
+                private_key=client_key,
+                certificate_chain=client_certificate,
+            )
+            self._channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self._stub = screening_pb2_grpc.ScreeningServiceStub(self._channel)
+
+    # -- connection ------------------------------------------------------------------
+
+    def close(self):
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
+
+    def health(self, service="wobbledetect.v1.ScreeningService"):
+        """The server's ``grpc.health.v1`` status for ``service``, e.g. ``"SERVING"``."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        response = self._call("Check", health_pb2.HealthCheckRequest(service=service), stub=stub)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+    # -- model store -----------------------------------------------------------------
+
+    def upload_model(self, model, *, chunk_bytes=UPLOAD_CHUNK_BYTES):
+        """Upload an ONNX model (idempotent: the id is the SHA-256 of its bytes).
+
+        Parameters
+        ----------
+        model : str, os.PathLike, bytes or onnx.ModelProto
+            The ``.onnx`` file, its bytes, or the model (e.g. from
+            :func:`wobbledetect.to_onnx`).
+        chunk_bytes : int, default=1 MiB
+            Bytes per message of the upload stream.
+
+        Returns
+        -------
+        ModelInfo
+            With ``created`` False when the server already had the model.
+        """
+        data = _model_bytes(model)
+        model_id = hashlib.sha256(data).hexdigest()
+
+        def chunks():
+            yield pb.UploadModelRequest(chunk=data[:chunk_bytes], expected_model_id=model_id)
+            for start in range(chunk_bytes, len(data), chunk_bytes):
+                yield pb.UploadModelRequest(chunk=data[start : start + chunk_bytes])
+
+        response = self._call("UploadModel", chunks())
+        return model_info(response.model, created=response.created)
+
+    def list_models(self):
+        """Every model on the server, as a list of :class:`ModelInfo` ordered by id."""
+        response = self._call("ListModels", pb.ListModelsRequest())
+        return [model_info(m) for m in response.models]
+
+    def get_model(self, model_id):
+        """The :class:`ModelInfo` of one model; :class:`ServiceCallError` NOT_FOUND if absent."""
+        return model_info(self._call("GetModel", pb.GetModelRequest(model_id=model_id)))
+
+    def delete_model(self, model_id):
+        """Remove a model from the server; :class:`ServiceCallError` NOT_FOUND if absent."""
+        self._call("DeleteModel", pb.DeleteModelRequest(model_id=model_id))
+
+    # -- computations ----------------------------------------------------------------
+
+    def compute_wobbliness(
+        self, model_id, X, *, sigma=None, n_samples=None, seed=None, vote_frequencies=False,
+        timeout=None,
+    ):
+        """W_sigma (paper eq. 1-3) of every input of ``X``, computed on the server.
+
+        Parameters
+        ----------
+        model_id : str
+        X : array-like of shape (n_inputs, *input_shape) or (n_sets, set_size, *input_shape)
+        sigma : float or None
+            Noise scale; None: the server's default (the library's, 0.1).
+        n_samples : int or None
+            Noisy copies per input; None: 250.
+        seed : int or None
+            ``random_state`` of the noise, in [0, 2**32); None: the server draws one
+            (returned in the result).
+        vote_frequencies : bool, default=False
+            Also return the class frequencies of eq. (2).
+        timeout : float or None
+            Deadline of this call in seconds (default: the client's).
+
+        Returns
+        -------
+        WobblinessResult
+        """
+        request = pb.ComputeWobblinessRequest(
+            model_id=model_id, inputs=to_tensor(X), return_vote_frequencies=vote_frequencies,
+            **_noise_fields(sigma, n_samples, seed),
+        )
+        response = self._call("ComputeWobbliness", request, timeout=timeout)
+        return WobblinessResult(
+            wobbliness=from_tensor(response.wobbliness, name="wobbliness"),
+            vote_frequencies=(
+                from_tensor(response.vote_frequencies, name="vote_frequencies")
+                if response.HasField("vote_frequencies") else None
+            ),
+            sigma=response.sigma, n_samples=response.n_samples, seed=response.seed,
+            device=response.device,
+        )
+
+    def screen(
+        self, model_id, clean, candidates, *, sigma=None, n_samples=None, alpha=None,
+        seed=None, direction="smoother", return_wobbliness=False, on_progress=None,
+        timeout=None,
+    ):
+        """Screen candidate sets for an active backdoor trigger against clean inputs.
+
+        Parameters
+        ----------
+        model_id : str
+        clean : array-like of shape (n_clean, *input_shape)
+            Clean inputs (at least 2); their W values form the reference.
+        candidates : array-like or list of array-like
+            One candidate set of shape ``(set_size, *input_shape)``, or a list of them
+            (sizes may differ; at least 2 inputs each).
+        sigma, n_samples, seed
+            As in :meth:`compute_wobbliness`.
+        alpha : float or None
+            Significance level; None: 0.05.
+        direction : {"smoother", "wobblier", "two-sided"}, default="smoother"
+            See :class:`~wobbledetect.LeveneBackdoorDetector`.
+        return_wobbliness : bool, default=False
+            Also return every input's W.
+        on_progress : callable or None
+            ``on_progress(inputs_done, inputs_total)``, called while W is computed (the
+            call then uses the streaming ``ScreenStream`` RPC).
+        timeout : float or None
+            Deadline of this call in seconds; past it the server stops computing.
+
+        Returns
+        -------
+        ScreenResult
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(
+                f"The 'direction' parameter must be one of {sorted(DIRECTIONS)}; got {direction!r}."
+            )
+        if isinstance(candidates, (list, tuple)):
+            candidate_tensors = [to_tensor(c) for c in candidates]
+        else:
+            candidate_tensors = [to_tensor(candidates)]
+        request = pb.ScreenRequest(
+            model_id=model_id, clean=to_tensor(clean), candidates=candidate_tensors,
+            direction=DIRECTIONS[direction], return_wobbliness=return_wobbliness,
+            **_noise_fields(sigma, n_samples, seed),
+        )
+        if alpha is not None:
+            request.alpha = alpha
+        if on_progress is None:
+            return screen_result(self._call("Screen", request, timeout=timeout))
+        response = None
+        try:
+            for event in self._stub.ScreenStream(
+                request, timeout=self._timeout(timeout), metadata=self._metadata
+            ):
+                if event.HasField("progress"):
+                    on_progress(event.progress.inputs_done, event.progress.inputs_total)
+                else:
+                    response = event.result
+        except grpc.RpcError as exc:
+            raise ServiceCallError(exc.code(), exc.details(), "ScreenStream") from None
+        return screen_result(response)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _timeout(self, timeout):
+        return self.timeout if timeout is None else timeout
+
+    def _call(self, name, request, *, timeout=None, stub=None):
+        method = getattr(stub or self._stub, name)
+        try:
+            return method(request, timeout=self._timeout(timeout), metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise ServiceCallError(exc.code(), exc.details(), name) from None
+
+
+def _model_bytes(model) -> bytes:
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    if isinstance(model, (str, os.PathLike)):
+        with open(model, "rb") as handle:
+            return handle.read()
+    if hasattr(model, "SerializeToString"):
+        return model.SerializeToString()
+    raise TypeError(
+        "The 'model' parameter must be the path of an .onnx file, its bytes, or an "
+        f"onnx.ModelProto; got an object of type {type(model).__name__}."
+    )
+
+
+def _noise_fields(sigma, n_samples, seed):
+    fields = {}
+    if sigma is not None:
+        fields["sigma"] = float(sigma)
+    if n_samples is not None:
+        fields["n_samples"] = int(n_samples)
+    if seed is not None:
+        if not 0 <= int(seed) < 2**32:
+            raise ValueError(f"The 'seed' parameter must be in [0, 2**32); got {seed!r}.")
+        fields["seed"] = int(seed)
+    return fields

@@ -1,0 +1,166 @@
+"""``wobbledetect screen``: upload a model to a screening server and screen .npy batches."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+__all__ = ["register", "format_table", "TOKEN_ENV"]
+
+#: Environment variable holding the client's token (keeps it out of ``ps``).
+TOKEN_ENV = "WOBBLEDETECT_TOKEN"
+
+
+def format_table(result, names, model) -> str:
+    """The screen as a table a person reads: one row per candidate set.
+
+    Examples
+    --------
+    >>> from wobbledetect.client import CandidateResult, ModelInfo, ScreenResult
+    >>> from wobbledetect.screen_cli import format_table
+    >>> summary = dict(count=25, mean=0.0, std=0.0, min=0.0, q25=0.0, median=0.0, q75=0.0, max=0.0)
+    >>> result = ScreenResult(
+    ...     candidates=[CandidateResult(0, 1.2e-9, 7.6, True, summary)],
+    ...     clean_summary=dict(summary, median=0.131), n_reference=24, n_reference_outliers=1,
+    ...     sigma=0.2, n_samples=250, alpha=0.05, seed=7, direction="smoother", device="cpu")
+    >>> model = ModelInfo("ab" * 32, 1000, (1, 8, 8), 10, 0)
+    >>> print(format_table(result, ["trig.npy"], model))
+    model abababababab... input (1, 8, 8), 10 classes | sigma 0.2, n_samples 250, alpha 0.05, seed 7, smoother, on cpu
+    clean reference: 25 inputs, median W 0.131 (24 kept, 1 outlier removed)
+    candidate  inputs  median W    p-value     score  verdict
+    trig.npy       25     0.000    1.2e-09     +7.60  TRIGGER
+    """
+    lines = [
+        f"model {model.model_id[:12]}... input {model.input_shape}, {model.n_classes} classes | "
+        f"sigma {result.sigma:g}, n_samples {result.n_samples}, alpha {result.alpha:g}, "
+        f"seed {result.seed}, {result.direction}, on {result.device}",
+        f"clean reference: {result.clean_summary['count']} inputs, median W "
+        f"{result.clean_summary['median']:.3f} ({result.n_reference} kept, "
+        f"{result.n_reference_outliers} outlier{'s' if result.n_reference_outliers != 1 else ''} removed)",
+    ]
+    width = max(len("candidate"), *(len(n) for n in names))
+    lines.append(f"{'candidate':<{width}}  inputs  median W    p-value     score  verdict")
+    for name, c in zip(names, result.candidates):
+        lines.append(
+            f"{name:<{width}}  {c.summary['count']:>6}  {c.summary['median']:>8.3f}  "
+            f"{c.p_value:>9.2g}  {c.score:>+8.2f}  {'TRIGGER' if c.triggered else 'clean'}"
+        )
+    return "\n".join(lines)
+
+
+def _load(path, what):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)  # never unpickle a file from elsewhere
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"wobbledetect screen: cannot read {what} {path!r} as a .npy array: {exc}")
+
+
+def _read(path):
+    if path is None:
+        return None
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _token(args):
+    if args.token:
+        return args.token
+    if args.token_file:
+        with open(args.token_file, encoding="utf-8") as handle:
+            return handle.read().strip()
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def _run(args):
+    from .client import ScreeningClient, ServiceCallError
+
+    clean = _load(args.clean, "--clean")
+    candidates = [_load(path, "--candidate") for path in args.candidate]
+    names = [os.path.basename(path) for path in args.candidate]
+    show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+
+    def progress(done, total):
+        print(f"\rW: {done}/{total} inputs", end="" if done < total else "\n",
+              file=sys.stderr, flush=True)
+
+    try:
+        with ScreeningClient(
+            args.server, token=_token(args), root_certificates=_read(args.tls_ca),
+            tls=args.tls, client_certificate=_read(args.tls_cert),
+            client_key=_read(args.tls_key), server_name=args.server_name,
+            timeout=args.timeout,
+        ) as client:
+            model = client.upload_model(args.model)
+            result = client.screen(
+                model.model_id, clean, candidates, sigma=args.sigma, n_samples=args.n_samples,
+                alpha=args.alpha, seed=args.seed, direction=args.direction,
+                on_progress=progress if show_progress else None,
+            )
+    except ServiceCallError as exc:
+        print(f"wobbledetect screen: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"wobbledetect screen: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(_as_json(result, names, model), indent=2))
+    else:
+        print(format_table(result, names, model))
+    return 0
+
+
+def _as_json(result, names, model):
+    return {
+        "model": {"model_id": model.model_id, "input_shape": list(model.input_shape),
+                  "n_classes": model.n_classes, "created": model.created},
+        "sigma": result.sigma, "n_samples": result.n_samples, "alpha": result.alpha,
+        "seed": result.seed, "direction": result.direction, "device": result.device,
+        "clean": {"summary": result.clean_summary, "n_reference": result.n_reference,
+                  "n_reference_outliers": result.n_reference_outliers},
+        "candidates": [
+            {"name": name, "p_value": c.p_value, "score": c.score, "triggered": c.triggered,
+             "summary": c.summary}
+            for name, c in zip(names, result.candidates)
+        ],
+    }
+
+
+def register(subparsers):
+    """Add the ``screen`` subcommand."""
+    screen = subparsers.add_parser(
+        "screen",
+        help="screen .npy batches for a backdoor trigger on a wobbledetect server",
+        description="Upload an ONNX model to a screening server (idempotent) and test "
+        "whether each candidate batch's W spread differs from the clean batch's (Levene "
+        "test, paper section 3.2.4). Prints a table, or JSON with --json.",
+    )
+    screen.add_argument("--server", required=True, help="HOST:PORT of the server")
+    screen.add_argument("--model", required=True, help="the ONNX model file")
+    screen.add_argument("--clean", required=True,
+                        help=".npy of clean inputs, shape (n, *input_shape)")
+    screen.add_argument("--candidate", required=True, action="append",
+                        help=".npy of one candidate set, shape (set_size, *input_shape); repeatable")
+    screen.add_argument("--sigma", type=float, help="noise scale (server default: 0.1)")
+    screen.add_argument("--n-samples", type=int, help="noisy copies per input (default: 250)")
+    screen.add_argument("--alpha", type=float, help="significance level (default: 0.05)")
+    screen.add_argument("--seed", type=int, help="noise seed (default: drawn by the server, printed)")
+    screen.add_argument("--direction", default="smoother",
+                        choices=["smoother", "wobblier", "two-sided"], help="(default: smoother)")
+    screen.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    screen.add_argument("--timeout", type=float, help="deadline in seconds (default: none)")
+    progress = screen.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="show progress on stderr (default: when stderr is a terminal)")
+    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    auth = screen.add_argument_group("authentication and TLS")
+    auth.add_argument("--token", help=f"bearer token (visible in ps; prefer --token-file or ${TOKEN_ENV})")
+    auth.add_argument("--token-file", metavar="PATH", help="file holding the bearer token")
+    auth.add_argument("--tls-ca", metavar="PEM", help="CA that signed the server's certificate: use TLS")
+    auth.add_argument("--tls", action="store_true", help="use TLS with the system's trusted CAs")
+    auth.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
+    auth.add_argument("--tls-key", metavar="PEM", help="client private key (mutual TLS)")
+    auth.add_argument("--server-name", help="host name in the server's certificate, if not --server's")
+    screen.set_defaults(func=_run)
