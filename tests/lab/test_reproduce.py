@@ -218,22 +218,28 @@ def test_cli_lists_every_figure(capsys):
 EXAMPLES = {
     "fig2_parameters.py": "fig2", "fig4_active_vs_unused.py": "fig4",
     "fig5_accuracy_vs_w.py": "fig5", "fig6_levene_roc.py": "fig6",
-    "smoothing_map.py": "smoothing_map", "select_sigma.py": "select_sigma",
+    "smoothing_map.py": "smoothing-map", "select_sigma.py": "select-sigma",
 }
 
 
 @pytest.mark.parametrize("script", sorted(EXAMPLES))
-def test_example_scripts_call_their_figure(script, tmp_path, monkeypatch):
-    import importlib.util
+def test_example_scripts_run_their_figure_with_the_cli_options(script, tmp_path, monkeypatch):
+    import runpy
+    import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "examples" / script
-    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
-    assert example.run.__module__ == f"wobbledetect.lab.reproduce.{EXAMPLES[script]}"
+    import wobbledetect.lab.reproduce as reproduce
+
     calls = []
-    monkeypatch.setattr(example, "run", lambda out, **kwargs: calls.append((out, kwargs)))
-    example.main(["--quick", "--out", str(tmp_path), "--data-dir", "D"])
-    assert calls == [(str(tmp_path), {"quick": True, "data_dir": "D", "cache_dir": None,
-                                      "dataset": "fashion-mnist"})]
+    monkeypatch.setattr(reproduce, "run_figure",
+                        lambda name, out, **kwargs: calls.append((name, out, kwargs)) or {})
+    monkeypatch.setattr(sys, "argv", [script, "--quick", "--out", str(tmp_path), "--data-dir", "D"])
+    path = Path(__file__).resolve().parents[2] / "examples" / script
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(path), run_name="__main__")
+    assert exit_.value.code == 0
+    (name, out, kwargs), = calls
+    assert (name, out) == (EXAMPLES[script], str(tmp_path))
+    assert kwargs.pop("log") is not None
+    assert kwargs == {"quick": True, "data_dir": "D", "cache_dir": None,
+                      "dataset": "fashion-mnist", "download": False}

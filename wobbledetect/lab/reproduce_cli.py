@@ -30,6 +30,22 @@ def _run(args):
     return 0
 
 
+def _add_options(parser):
+    """The options shared by ``wobbledetect reproduce`` and the scripts in examples/."""
+    parser.add_argument("--quick", action="store_true",
+                        help="small training subset, fewer nets, sigmas and repetitions")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder holding fashion-mnist/ (the four original .gz files) or "
+                        "cifar10/ (default: $WOBBLEDETECT_DATA)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="trained nets and decompressed data (default: $WOBBLEDETECT_CACHE, "
+                        "else ~/.cache/wobbledetect)")
+    parser.add_argument("--dataset", choices=("fashion-mnist", "cifar10"), default="fashion-mnist",
+                        help="default: fashion-mnist")
+    parser.add_argument("--download", action="store_true",
+                        help="let torchvision download missing data into the cache folder")
+
+
 def register(subparsers):
     """Add the ``reproduce`` subcommand."""
     parser = subparsers.add_parser(
@@ -43,17 +59,28 @@ def register(subparsers):
         "Full mode trains many nets (hours on a CPU); --quick is the CI-sized run.",
     )
     parser.add_argument("figure", choices=CHOICES, help="which figure")
-    parser.add_argument("--quick", action="store_true",
-                        help="small training subset, fewer nets, sigmas and repetitions")
     parser.add_argument("--out", required=True, help="output folder for <figure>.png and .json")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder holding fashion-mnist/ (the four original .gz files) or "
-                        "cifar10/ (default: $WOBBLEDETECT_DATA)")
-    parser.add_argument("--cache-dir", default=None,
-                        help="trained nets and decompressed data (default: $WOBBLEDETECT_CACHE, "
-                        "else ~/.cache/wobbledetect)")
-    parser.add_argument("--dataset", choices=("fashion-mnist", "cifar10"), default="fashion-mnist",
-                        help="default: fashion-mnist")
-    parser.add_argument("--download", action="store_true",
-                        help="let torchvision download missing data into the cache folder")
+    _add_options(parser)
     parser.set_defaults(func=_run)
+
+
+def example_main(figure, description, argv=None):
+    """``main`` of the script in examples/ for ``figure``: the CLI's options, same run.
+
+    Parameters
+    ----------
+    figure : str
+        One of :data:`CHOICES`.
+    description : str
+        The script's docstring (its first line is the help text).
+    argv : list of str, optional
+        Defaults to ``sys.argv[1:]``.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument("--out", default=f"out/{figure}", help=f"output folder (default: out/{figure})")
+    _add_options(parser)
+    args = parser.parse_args(argv)
+    args.figure = figure
+    return _run(args)
