@@ -288,3 +288,14 @@ def test_fit_leaves_the_users_module_untouched(skorch_net, image_data):
     assert module.training
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
     module.eval()
+
+
+def test_set_params_after_fit_acts_like_a_refit(skorch_net, image_data):
+    # transform-time parameters need no refit: a sweep over sigma reuses the fitted model.
+    X = image_data[0][:12]
+    kwargs = dict(n_samples=80, random_state=5, device="cpu")
+    swept = WobblinessTransformer(skorch_net, sigma=0.1, **kwargs).fit(X)
+    for sigma in (0.3, 0.8):
+        fresh = WobblinessTransformer(skorch_net, sigma=sigma, **kwargs).fit(X)
+        np.testing.assert_array_equal(swept.set_params(sigma=sigma).transform(X), fresh.transform(X))
+    assert (swept.transform(X) > 0).sum() >= 3  # the noise moved votes: a real comparison

@@ -152,6 +152,13 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
     ``(n_inputs, 1)``, or ``(n_sets, set_size, *input_shape)``, giving ``(n_sets,
     set_size)`` -- a *set* is the batch of inputs the detector judges at once.
 
+    ``fit`` opens the model, checks it and builds its inference path; the parameters only
+    ``transform`` reads -- ``sigma``, ``n_samples``, ``batch_size``, ``random_state``,
+    ``entropy``, ``sequential_tol``, ``verbose`` -- may be changed with ``set_params`` on a
+    fitted transformer and take effect at the next call, without refitting (a sweep over
+    sigma need not rebuild the model). ``model``, ``device``, ``input_shape`` and
+    ``inference`` take effect at the next ``fit``.
+
     Cost: exactly ``n_samples`` forward passes per distinct input (identical inputs are
     computed once). Pickling drops device-bound state (the model copy on the GPU, the
     onnxruntime session) and rebuilds it on first use, so an object pickled on a GPU
