@@ -47,6 +47,8 @@ NETS = {
     "fashion-cnn": (FashionCNN, (1, 28, 28)),
     "resnet18": (resnet18_cifar, (3, 32, 32)),
 }
+#: The two problem sizes (inputs) of the peak-memory probe, 10x apart, per net.
+MEMORY_SIZES = {"fashion-cnn": (40, 400), "resnet18": (8, 80)}
 SIGMA = 0.1
 N_SAMPLES = 250
 
@@ -119,7 +121,9 @@ def memory_probe(net, n_inputs, batch_size):
     device = resolve_device("auto")
     wob = WobblinessTransformer(factory(), n_samples=N_SAMPLES, batch_size=batch_size, random_state=0)
     wob.fit(X[:2])
-    wob.transform(X[:2])  # build everything that is built once
+    # Build everything that is built once, with one full forward batch, so the peak
+    # below is what computing W adds, not onnxruntime's first allocation for the size.
+    wob.transform(X[: max(2, -(-batch_size // N_SAMPLES))])
     baseline = _vm_hwm_mb()
     with open("/proc/self/clear_refs", "w") as handle:  # reset VmHWM to the current RSS
         handle.write("5")
@@ -208,7 +212,7 @@ def bench_net(name, args, device):
     print(f"baselines (eager torch, CPU): per-input single-copy loop {loop:.0f} forwards/s, "
           f"ART-style float64 per input {art:.0f} forwards/s; W(auto) is "
           f"{auto_w / loop:.1f}x the loop and {auto_w / art:.1f}x ART")
-    memory = peak_memory(name, args.memory_sizes, args.batch_size)
+    memory = peak_memory(name, args.memory_sizes or MEMORY_SIZES[name], args.batch_size)
     for row in memory:
         print(f"peak memory, {row['n_inputs']:>4} inputs ({row['forwards']:>7} forwards, {row['path']}): "
               f"RSS {row['rss_before_mb']:.0f} MB before transform, peak {row['peak_rss_mb']:.0f} MB"
@@ -232,7 +236,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="interleaved raw/W windows per path")
     parser.add_argument("--n-inputs", type=int, default=None, help="inputs per W run (default: ~one window)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to build)")
-    parser.add_argument("--memory-sizes", type=int, nargs=2, default=[20, 400])
+    parser.add_argument("--memory-sizes", type=int, nargs=2, default=None,
+                        help="inputs of the two memory probes (default: per net, 10x apart)")
     parser.add_argument("--out", default="bench-output/throughput.json")
     parser.add_argument("--memory-probe", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
