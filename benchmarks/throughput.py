@@ -124,9 +124,9 @@ def memory_probe(net, n_inputs, batch_size):
     # Build everything that is built once, with one full forward batch, so the peak
     # below is what computing W adds, not onnxruntime's first allocation for the size.
     wob.transform(X[: max(2, -(-batch_size // N_SAMPLES))])
-    baseline = _vm_hwm_mb()
     with open("/proc/self/clear_refs", "w") as handle:  # reset VmHWM to the current RSS
         handle.write("5")
+    baseline = _vm_hwm_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     wob.transform(X)

@@ -2,10 +2,12 @@
 
 Copies are drawn in noise blocks (:mod:`._noise`), round by round: round ``b`` draws block
 ``b`` of every input still being sampled. Blocks of many inputs are packed into one
-preallocated buffer of ``batch_size`` rows on the model's device; noise is drawn straight
-into it, the model runs once per full buffer, and votes accumulate on the device with one
-``index_add_``. Memory is ``batch_size`` inputs plus one counter per (input, class),
-whatever the number of inputs or copies.
+preallocated buffer on the model's device; noise is drawn straight into it, the model
+runs on exactly ``batch_size`` rows at a time (a block that does not fit is carried over
+to the next forward), and votes accumulate on the device with one ``index_add_``. Every
+forward but the last has the same shape, so inference engines allocate once. Memory is
+``batch_size + NOISE_BLOCK`` inputs plus one counter per (input, class), whatever the
+number of inputs or copies.
 
 With ``sequential_tol`` an input stops after a round in which every copy drawn so far
 voted the same class and the 95% upper confidence bound on its minority vote mass,
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._noise import block_seed, noise_blocks, row_digests
+from ._noise import NOISE_BLOCK, block_seed, noise_blocks, row_digests
 
 __all__ = ["count_votes", "minority_bound"]
 
@@ -92,25 +94,27 @@ def count_votes(
     n_unique = len(unique)
 
     counts = torch.zeros(n_unique * n_classes, dtype=torch.int64, device=device)
-    buffer = torch.empty((batch_size, *input_shape), dtype=torch.float32, device=device)
-    owner = torch.empty(batch_size, dtype=torch.int64, device=device)
+    # Room for one forward batch plus the block that overflows it.
+    buffer = torch.empty((batch_size + NOISE_BLOCK, *input_shape), dtype=torch.float32, device=device)
+    owner = torch.empty(batch_size + NOISE_BLOCK, dtype=torch.int64, device=device)
     ones = torch.ones(batch_size, dtype=torch.int64, device=device)
     draw = _NoiseDrawer(device, sigma)
     blocks = noise_blocks(n_samples)
-    pending = []  # (region, input index, seed) drawn into the buffer at the next flush
+    pending = []  # (region, input index, seed) not drawn yet
     fill = 0
 
-    def flush(rows, who):
-        classes = predictor.predict_classes(rows).to(device=device, dtype=torch.int64)
-        counts.index_add_(0, who * n_classes + classes, ones[: len(rows)])
-
-    def flush_buffer():
+    def forward(n):
+        """Draw what is pending, classify the first ``n`` rows, keep the rest for later."""
         nonlocal fill
-        if fill:
-            draw(pending, inputs)
-            flush(buffer[:fill], owner[:fill])
-            pending.clear()
-            fill = 0
+        draw(pending, inputs)
+        pending.clear()
+        classes = predictor.predict_classes(buffer[:n]).to(device=device, dtype=torch.int64)
+        counts.index_add_(0, owner[:n] * n_classes + classes, ones[:n])
+        rest = fill - n
+        if rest:  # drawn rows of a block that overflowed this forward
+            buffer[:rest] = buffer[n:fill].clone()
+            owner[:rest] = owner[n:fill].clone()
+        fill = rest
 
     active = np.arange(n_unique)
     drawn = 0
@@ -118,31 +122,23 @@ def count_votes(
     try:
         for b, (_, length) in enumerate(blocks):
             for i in active:
-                seed = block_seed(base, unique[i], b)
-                if length > batch_size - fill:
-                    flush_buffer()
-                if length <= batch_size:
-                    pending.append((buffer[fill : fill + length], i, seed))
-                    owner[fill : fill + length] = int(i)
-                    fill += length
-                    if fill == batch_size:
-                        flush_buffer()
-                else:  # a block larger than a forward pass: draw it whole, feed it in slices
-                    scratch = torch.empty((length, *input_shape), dtype=torch.float32, device=device)
-                    draw([(scratch, i, seed)], inputs)
-                    for start in range(0, length, batch_size):
-                        part = scratch[start : start + batch_size]
-                        flush(part, owner[: len(part)].fill_(int(i)))
+                pending.append((buffer[fill : fill + length], i, block_seed(base, unique[i], b)))
+                owner[fill : fill + length] = int(i)
+                fill += length
+                while fill >= batch_size:
+                    forward(batch_size)
             bar.update(len(active))
             drawn += length
             if sequential_tol is not None and b + 1 < len(blocks):
-                flush_buffer()  # votes of this round must be in before deciding who stops
+                if fill:  # votes of this round must be in before deciding who stops
+                    forward(fill)
                 if minority_bound(drawn) <= sequential_tol:
                     per_input = counts.view(n_unique, n_classes)[torch.from_numpy(active).to(device)]
                     unanimous = (per_input.max(dim=1).values == drawn).cpu().numpy()
                     bar.update(int(unanimous.sum()) * (len(blocks) - b - 1))
                     active = active[~unanimous]
-        flush_buffer()
+        if fill:
+            forward(fill)
     finally:
         draw.close()
         bar.close()
