@@ -20,6 +20,7 @@ __all__ = [
     "plot_roc_panels",
     "plot_scatter_panels",
     "plot_heatmaps",
+    "plot_line_panels",
 ]
 
 #: Colours of the paper: clean blue, triggered yellow-orange; then others.
@@ -213,24 +214,56 @@ def plot_roc_panels(panels, path, *, suptitle, summary=None):
     for ax, (title, curves) in zip(axes[0], panels.items()):
         _draw_roc(ax, curves, title=title, cmap="viridis")
     if summary is not None:
-        ax = axes[0, -1]
-        x = np.asarray(summary["x"], dtype=float)
-        styles = ["-", "--", ":", "-."]
-        for j, (label, values) in enumerate(summary["series"].items()):
-            values = np.array([np.nan if v is None else v for v in values], dtype=float)
-            ax.plot(x, values, styles[(j // len(COLORS)) % len(styles)], marker="o",
-                    color=COLORS[j % len(COLORS)], label=label)
-        if summary.get("hline") is not None:
-            ax.axhline(summary["hline"], color="gray", ls=":", label="random guess")
-        ax.set_xscale("log")
-        ax.set_xticks(x, [f"{v:g}" for v in x])
-        ax.minorticks_off()
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel(summary.get("xlabel", ""))
-        ax.set_ylabel(summary.get("ylabel", ""))
-        ax.set_title(summary.get("title", ""))
-        ax.legend(frameon=False, fontsize="small")
-        ax.grid(alpha=0.3)
+        _draw_lines(axes[0, -1], summary)
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _draw_lines(ax, panel):
+    """Lines over a log-scaled x with its values as tick labels (see :func:`plot_line_panels`)."""
+    x = np.asarray(panel["x"], dtype=float)
+    styles = ["-", "--", ":", "-."]
+    for j, (label, values) in enumerate(panel["series"].items()):
+        style = panel.get("styles", {}).get(label)
+        color, ls = style if style is not None else (
+            COLORS[j % len(COLORS)], styles[(j // len(COLORS)) % len(styles)])
+        values = np.array([np.nan if v is None else v for v in values], dtype=float)
+        ax.plot(x, values, ls, marker="o", markersize=4, color=color, label=label)
+    if panel.get("hline") is not None:
+        ax.axhline(panel["hline"], color="gray", ls=":", label=panel.get("hline_label", "random guess"))
+    ax.set_xscale("log")
+    ax.set_xticks(x, [f"{v:g}" for v in x])
+    ax.minorticks_off()
+    ax.set_ylim(*panel.get("ylim", (-0.02, 1.02)))
+    ax.set_xlabel(panel.get("xlabel", ""))
+    ax.set_ylabel(panel.get("ylabel", ""))
+    ax.set_title(panel.get("title", ""))
+    ax.legend(frameon=False, fontsize="small")
+    ax.grid(alpha=0.3)
+
+
+def plot_line_panels(panels, path, *, suptitle):
+    """Panels of lines side by side, x on a log scale (e.g. a quantity over sigma).
+
+    Parameters
+    ----------
+    panels : list of dict
+        One per panel: ``{"title", "xlabel", "ylabel", "x": [...], "series": {label:
+        [y per x]}}``, optionally ``"styles": {label: (color, linestyle)}``, ``"ylim"``,
+        ``"hline"`` and ``"hline_label"``. None in a series is a gap.
+    path : str or os.PathLike
+    suptitle : str
+
+    Returns
+    -------
+    str
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 5.0), dpi=120,
+                             squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        _draw_lines(ax, panel)
     fig.suptitle(suptitle)
     fig.tight_layout()
     return _save(fig, path)

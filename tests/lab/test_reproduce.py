@@ -17,7 +17,9 @@ import pytest
 
 from wobbledetect.cli import main
 from wobbledetect.lab.cache import config_key
-from wobbledetect.lab.reproduce import FIGURES, _common, fig2, fig4, fig5, fig6, select_sigma, smoothing_map
+from wobbledetect.lab.reproduce import (
+    FIGURES, _common, erasure, fig2, fig4, fig5, fig6, select_sigma, smoothing_map,
+)
 from wobbledetect.lab.triggers import TRIGGER_NUMBERS
 from wobbledetect.lab.zoo import NetConfig
 
@@ -107,6 +109,12 @@ def test_fig6_quick(data_dir, lab_cache, tmp_path, capsys):
     assert set(cross["clean/seed0"]) == set(TRIGGER_NUMBERS.values())
     assert cross["T1/square/seed0"]["square"] == pytest.approx(
         saved["nets"]["T1/square/seed0"]["backdoor_accuracy"], abs=0.05)  # 1,000 of 9,000 images
+    # The secondary analysis re-labels the same pairs by measured attack success.
+    secondary = saved["secondary"]
+    working = sum(cross[n][c] >= secondary["threshold"]
+                  for n, c in zip(pairs["net"], pairs["candidate"]) if c != "clean")
+    assert secondary["positives"] == {"T1": working}
+    assert set(secondary["auc_by_direction"]["smoother"]["T1"]) == {"0.1", "0.3"}
     nets = saved["nets"]
     _report(capsys, [
         f"fig6 quick ({saved['seconds']:.0f} s): "
@@ -115,6 +123,10 @@ def test_fig6_quick(data_dir, lab_cache, tmp_path, capsys):
                     for label, n in nets.items()),
         *(f"fig6 quick T1 sigma={s}: AUC smoother {saved['auc']['T1'][s]:.3f}, two-sided "
           f"{saved['auc_by_direction']['two-sided']['T1'][s]:.3f} (6 positives of 72 pairs)"
+          for s in ("0.1", "0.3")),
+        *(f"fig6 quick T1 sigma={s}, secondary (label = trigger works, attack success >= "
+          f"{secondary['threshold']}): AUC smoother "
+          f"{secondary['auc_by_direction']['smoother']['T1'][s]:.3f} ({working} positives)"
           for s in ("0.1", "0.3")),
     ])
 
@@ -169,6 +181,20 @@ def test_smoothing_map_tiny(data_dir, lab_cache, tmp_path, tiny):
 
 
 @pytest.mark.slow
+def test_erasure_tiny(data_dir, lab_cache, tmp_path, tiny):
+    erasure.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, n_images=6,
+                log=lambda _: None)
+    saved = _check_files(tmp_path, "erasure")
+    assert list(saved["cells"]) == ["T1"] and list(saved["cells"]["T1"]) == ["square", "smiley"]
+    for kind in ("triggered", "clean"):
+        cell = saved["cells"]["T1"]["square"]["0.3"][kind]
+        # Shares of the same votes: each in [0, 1], together at most 1 (target != true class).
+        assert 0.0 <= cell["target_share"] <= 1.0 and 0.0 <= cell["true_class_share"] <= 1.0
+        assert cell["target_share"] + cell["true_class_share"] <= 1.0 + 1e-12
+        assert 0.0 <= cell["median_w"] <= np.log(10)
+
+
+@pytest.mark.slow
 def test_select_sigma_tiny(data_dir, lab_cache, tmp_path, monkeypatch):
     monkeypatch.setitem(_common.SETUPS, "fashion-mnist",
                         dataclasses.replace(TINY, quick_sigmas=(0.1, 0.3)))
@@ -219,6 +245,7 @@ EXAMPLES = {
     "fig2_parameters.py": "fig2", "fig4_active_vs_unused.py": "fig4",
     "fig5_accuracy_vs_w.py": "fig5", "fig6_levene_roc.py": "fig6",
     "smoothing_map.py": "smoothing-map", "select_sigma.py": "select-sigma",
+    "trigger_erasure.py": "erasure",
 }
 
 

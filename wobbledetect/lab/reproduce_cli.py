@@ -7,7 +7,7 @@ import sys
 __all__ = ["register"]
 
 #: The figures the subcommand runs (names of :data:`wobbledetect.lab.reproduce.FIGURES`).
-CHOICES = ("fig2", "fig4", "fig5", "fig6", "smoothing-map", "select-sigma")
+CHOICES = ("fig2", "fig4", "fig5", "fig6", "smoothing-map", "select-sigma", "erasure")
 
 
 def _log(line):
@@ -55,7 +55,8 @@ def register(subparsers):
         "and reproduce one figure of the paper: fig2 (W over n and sigma), fig4 (clean vs "
         "active and unused trigger), fig5 (mean W vs backdoor accuracy, T2), fig6 (Levene "
         "ROC over 3 clean + 9 backdoored nets, T3 and T1), smoothing-map (where backdoor "
-        "smoothing holds: trigger x sigma x threat model), select-sigma (GridSearchCV). "
+        "smoothing holds: trigger x sigma x threat model), select-sigma (GridSearchCV), "
+        "erasure (why the direction flips: where triggered inputs' noisy copies vote). "
         "Full mode trains many nets (hours on a CPU); --quick is the CI-sized run.",
     )
     parser.add_argument("figure", choices=CHOICES, help="which figure")

@@ -9,6 +9,8 @@
 ``smoothing-map``  where backdoor smoothing holds: trigger x sigma x threat model
                    (:mod:`.smoothing_map`)
 ``select-sigma``   sigma chosen by ``GridSearchCV`` over the Pipeline (:mod:`.select_sigma`)
+``erasure``        why the direction flips: the votes of triggered inputs under noise
+                   (:mod:`.erasure`; a diagnostic, not a figure of the paper)
 =================  ======================================================================
 
 Each ``run`` writes ``<name>.png`` and ``<name>.json`` (every number plotted, the
@@ -33,6 +35,7 @@ FIGURES = {
     "fig6": "fig6",
     "smoothing-map": "smoothing_map",
     "select-sigma": "select_sigma",
+    "erasure": "erasure",
 }
 
 
