@@ -136,7 +136,10 @@ def _plot(exp, threats, triggers, configs, cells):
                                     ("triggered", "true_class_share", "--"),
                                     ("clean", "target_share", ":")):
                 what = {"target_share": "target", "true_class_share": "true class"}[share]
-                label = f"{trigger} (ASR {asr:.2f}): {kind}, votes for {what}"
+                # One legend entry per trigger (its colour); the line styles are explained
+                # in the title. Matplotlib leaves labels starting with "_" out of legends.
+                label = (f"{trigger} (ASR {asr:.2f})" if ls == "-"
+                         else f"_{trigger}: {kind}, votes for {what}")
                 series[label] = [cells[threat][trigger][k][kind][share] for k in keys]
                 styles[label] = (color, ls)
         panels.append({
