@@ -1,7 +1,7 @@
 """Sequential sampling: forwards saved and ROC AUC with and without it, in one run.
 
-Two setups, each scored exactly like its source, once with the paper's procedure (all
-``n_samples`` copies) and once with ``sequential_tol``, the same noise seed for both:
+Two setups, each scored exactly like its source, with the paper's procedure (all
+``n_samples`` copies) and with sequential stopping at each of several tolerances:
 
 - ``--setup demo``: the demo (digits CNN, T1 corner trigger, sets of 50: clean, active
   trigger, unused trigger -- ``wobbledetect.lab.demo.prepare_demo``), the demo's sigma
@@ -12,13 +12,26 @@ Two setups, each scored exactly like its source, once with the paper's procedure
   nets, trained or taken from the model cache), each (reference, candidate) pair scored
   by the Levene detector; AUC of the paper's direction.
 
-Printed per sigma: forwards per input of the triggered sets (the positives), of the
-other sets, the saving factors, and both AUCs.
+The votes are counted once per (net, sigma), per noise block of 64 copies
+(``vote_counts(per_block=True)``). Noise is keyed by (input, block), so the counts that
+sequential stopping would give for a tolerance are the first blocks of each input up to
+where the rule stops it (``wobbledetect.replay_sequential``) -- the same numbers as a
+run with ``sequential_tol`` (tests/test_inference.py checks that they are identical),
+for every tolerance from one set of forwards. Stopping is decided after blocks of 64, so
+with n = 250 the tolerances that differ are those whose bound is first met after 64
+copies (``> 0.0457``), 128 (``> 0.0231``) and 192 (``> 0.0155``): the default
+``--tols 0.05 0.025 0.016``.
+
+Printed per sigma and rule: forwards per input of the triggered sets (the positives),
+of the other sets, the saving factors, and both AUCs. Besides each tolerance, the rules
+include plain fewer copies (``n=64``, ``n=128``, ``n=192``: every input's first blocks,
+the same draws as a run with that ``n_samples``), the baseline sequential stopping has to
+beat at equal cost.
 
 Usage::
 
     python benchmarks/sequential.py --setup demo               # about 2 minutes on 2 CPU cores
-    python benchmarks/sequential.py --setup fig6-quick --data-dir ../shared/data
+    python benchmarks/sequential.py --setup fig6 --threat T1 --data-dir ../shared/data
 """
 
 from __future__ import annotations
@@ -30,14 +43,34 @@ import os
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from wobbledetect import LeveneBackdoorDetector, WobblinessTransformer, vote_entropy
+from wobbledetect import LeveneBackdoorDetector, WobblinessTransformer, replay_sequential, vote_entropy
 
 
-def _wobbliness(wob, sets):
-    """W and forwards per input of ``sets`` (n_sets, set_size, ...), from one vote count."""
-    counts = wob.vote_counts(sets)
-    W = vote_entropy(counts.reshape(-1, counts.shape[-1])).reshape(counts.shape[:2])
-    return W, counts.sum(axis=-1)
+def _block_counts(model, sigma, n_samples, input_shape, sets):
+    """Per-block votes of ``sets`` (n_sets, set_size, ...) with all copies, noise seed 0."""
+    wob = WobblinessTransformer(model, sigma=sigma, n_samples=n_samples,
+                                input_shape=input_shape, random_state=0).fit(sets[0][:1])
+    return wob.vote_counts(sets, per_block=True)
+
+
+def _variants(block_counts, tols):
+    """``name -> (W, forwards per input)``: the full run, each tolerance, and fewer copies.
+
+    ``"n=64"``, ``"n=128"``, ...: every input with only its first blocks -- the same draws
+    as a run with that ``n_samples`` (blocks are nested) -- the baseline that sequential
+    stopping has to beat at equal cost.
+    """
+    counts = {"full": block_counts.sum(axis=-2)}
+    for tol in tols:
+        counts[f"tol {tol:g}"] = replay_sequential(block_counts, tol)
+    cumulative = np.cumsum(block_counts, axis=-2)
+    for b in range(block_counts.shape[-2] - 1):
+        counts[f"n={int(cumulative[(0,) * (cumulative.ndim - 2) + (b,)].sum())}"] = cumulative[..., b, :]
+    out = {}
+    for name, c in counts.items():
+        W = vote_entropy(c.reshape(-1, c.shape[-1])).reshape(c.shape[:-1])
+        out[name] = (W, c.sum(axis=-1))
+    return out
 
 
 def demo_rows(args):
@@ -45,19 +78,17 @@ def demo_rows(args):
 
     setup = prepare_demo(log=lambda line: print(line, flush=True))
     reference_sets = setup.X_cal[setup.names_cal == "clean"]
+    shape = setup.X_eval.shape[2:]
     rows = {}
-    for sigma in SIGMA_GRID:
+    for sigma in args.sigmas or SIGMA_GRID:
+        reference = _variants(_block_counts(setup.net, sigma, args.n_samples, shape, reference_sets), args.tols)
+        evaluation = _variants(_block_counts(setup.net, sigma, args.n_samples, shape, setup.X_eval), args.tols)
         row = {}
-        for name, tol in (("full", None), ("sequential", args.sequential_tol)):
-            wob = WobblinessTransformer(
-                setup.net, sigma=sigma, n_samples=args.n_samples, sequential_tol=tol,
-                input_shape=setup.X_eval.shape[2:], random_state=0,
-            ).fit(setup.X_eval[:1])
-            reference, _ = _wobbliness(wob, reference_sets)
-            W, forwards = _wobbliness(wob, setup.X_eval)
-            score = LeveneBackdoorDetector().fit(reference).decision_function(W)
+        for name, (W, forwards) in evaluation.items():
+            score = LeveneBackdoorDetector().fit(reference[name][0]).decision_function(W)
             row[name] = _summary(setup.y_eval, score, forwards)
         rows[str(sigma)] = row
+        _print_sigma(str(sigma), row)
     return rows
 
 
@@ -75,27 +106,27 @@ def fig6_rows(args):
     configs = [exp.net_config(None, None, s) for s in seeds] + [
         exp.net_config(threat, t, s) for t in ("square", "checker2", "checker") for s in seeds]
     sets = fig6._draw_sets(exp.data, repetitions, np.random.RandomState(0))
+    sets = np.stack(sets)
     n_candidates = len(sets) // repetitions - 1
     candidates = ["clean", *fig6.CANDIDATE_TRIGGERS]
-    rows = {}
+    labels = np.array([int(config.trigger == c) for config in configs
+                       for _ in range(repetitions) for c in candidates])
     models = {config.label: exp.net(config) for config in configs}
-    for sigma in exp.sigmas:
-        row = {}
-        for name, tol in (("full", None), ("sequential", args.sequential_tol)):
-            labels, scores, forwards = [], [], []
-            for config in configs:
-                wob = WobblinessTransformer(
-                    models[config.label], sigma=sigma, n_samples=exp.n_samples,
-                    sequential_tol=tol, input_shape=exp.data.input_shape, random_state=0,
-                ).fit(exp.data.X_test[:2])
-                W, f = _wobbliness(wob, sets)
+    rows = {}
+    for sigma in args.sigmas or exp.sigmas:
+        per_variant = {}
+        for config in configs:
+            blocks = _block_counts(models[config.label], sigma, exp.n_samples, exp.data.input_shape, sets)
+            for name, (W, f) in _variants(blocks, args.tols).items():
                 W = W.reshape(repetitions, 1 + n_candidates, SET_SIZE)
                 f = f.reshape(repetitions, 1 + n_candidates, SET_SIZE)
+                scores, forwards = per_variant.setdefault(name, ([], []))
                 scores.append(fig6._scores(W, "smoother"))
                 forwards.append(f[:, 1:].reshape(-1, SET_SIZE))
-                labels += [int(config.trigger == c) for _ in range(repetitions) for c in candidates]
-            row[name] = _summary(np.array(labels), np.concatenate(scores), np.concatenate(forwards))
+        row = {name: _summary(labels, np.concatenate(scores), np.concatenate(forwards))
+               for name, (scores, forwards) in per_variant.items()}
         rows[sigma_key(sigma)] = row
+        _print_sigma(sigma_key(sigma), row)
     return rows
 
 
@@ -110,10 +141,29 @@ def _summary(y, score, forwards):
     }
 
 
+def _print_sigma(sigma, row):
+    """One line per tolerance: forwards per input full -> sequential (saving), AUCs."""
+    full = row["full"]
+    print(f"{'sigma':>6}{'rule':>11}{'triggered sets':>24}{'other sets':>24}"
+          f"{'AUC full':>10}{'AUC seq':>9}{'dAUC':>8}", flush=True)
+    for name, seq in row.items():
+        if name == "full":
+            continue
+        cells = "".join(
+            f"{full[k]:>11.0f} -> {seq[k]:>4.0f} ({full[k] / seq[k]:>3.1f}x)"
+            for k in ("forwards_per_input_triggered", "forwards_per_input_other")
+        )
+        print(f"{sigma:>6}{name:>11}{cells}{full['auc']:>10.3f}{seq['auc']:>9.3f}"
+              f"{seq['auc'] - full['auc']:>+8.3f}", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setup", choices=("demo", "fig6-quick", "fig6"), default="demo")
-    parser.add_argument("--sequential-tol", type=float, default=0.05)
+    parser.add_argument("--tols", type=float, nargs="+", default=[0.05, 0.025, 0.016],
+                        help="sequential tolerances to replay (default: the three that differ at n=250)")
+    parser.add_argument("--sigmas", type=float, nargs="+", default=None,
+                        help="default: the setup's own grid")
     parser.add_argument("--n-samples", type=int, default=250, help="demo only (Fig. 6 uses its own)")
     parser.add_argument("--threat", choices=("T1", "T3"), default=None,
                         help="fig6 setups (default: T1 quick, T3 full)")
@@ -122,23 +172,20 @@ def main(argv=None):
     parser.add_argument("--work-dir", default="bench-output/sequential-work")
     parser.add_argument("--out", default=None, help="default: bench-output/sequential-<setup>.json")
     args = parser.parse_args(argv)
+    for tol in args.tols:
+        if not 0 < tol < 1:
+            parser.error(f"--tols: each tolerance must be in (0, 1), got {tol}")
     rows = demo_rows(args) if args.setup == "demo" else fig6_rows(args)
 
-    print(f"\n{args.setup}: sequential_tol {args.sequential_tol}; forwards per input, "
-          "full -> sequential (saving)")
-    print(f"{'sigma':>6}{'triggered sets':>28}{'other sets':>28}{'AUC full':>10}{'AUC seq':>9}{'dAUC':>8}")
+    print(f"\n{args.setup}: forwards per input, full -> sequential (saving)")
     for sigma, row in rows.items():
-        full, seq = row["full"], row["sequential"]
-        cells = "".join(
-            f"{full[k]:>15.0f} -> {seq[k]:>4.0f} ({full[k] / seq[k]:>3.1f}x)"
-            for k in ("forwards_per_input_triggered", "forwards_per_input_other")
-        )
-        print(f"{sigma:>6}{cells}{full['auc']:>10.3f}{seq['auc']:>9.3f}{seq['auc'] - full['auc']:>+8.3f}")
-    out = args.out or f"bench-output/sequential-{args.setup}.json"
+        _print_sigma(sigma, row)
+    suffix = f"-{args.threat}" if args.threat else ""
+    out = args.out or f"bench-output/sequential-{args.setup}{suffix}.json"
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w") as handle:
-        json.dump({"setup": args.setup, "sequential_tol": args.sequential_tol, "by_sigma": rows},
-                  handle, indent=2)
+        json.dump({"setup": args.setup, "threat": args.threat, "tols": args.tols,
+                   "by_sigma": rows}, handle, indent=2)
     print(f"\nwrote {out}")
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from wobbledetect import WobblinessTransformer
+from wobbledetect import WobblinessTransformer, replay_sequential
 from wobbledetect._inference import VOTE_TOLERANCE, _cache
 
 KWARGS = dict(sigma=0.5, n_samples=120, random_state=0, device="cpu")
@@ -110,6 +110,39 @@ def test_sequential_tolerance_sets_the_stopping_point(skorch_net, image_data):
     assert drawn(0.05) == {64}  # bound after 64 copies: 0.0457
     assert drawn(0.03) == {128}  # after 128: 0.0231
     assert drawn(0.001) == {250}  # never reached within 250 copies
+
+
+@pytest.mark.parametrize("batch_size", [50, 1000])
+def test_per_block_counts_sum_to_the_plain_counts(skorch_net, image_data, batch_size):
+    X = image_data[0][:12].reshape(3, 4, *image_data[0].shape[1:])  # sets keep their shape
+    wob, plain = _counts(skorch_net, X, n_samples=250, batch_size=batch_size,
+                         input_shape=X.shape[2:])
+    blocks = wob.vote_counts(X, per_block=True)
+    assert blocks.shape == (3, 4, 4, plain.shape[-1])  # 250 copies: blocks of 64, 64, 64, 58
+    np.testing.assert_array_equal(blocks.sum(axis=-1)[0, 0], [64, 64, 64, 58])
+    np.testing.assert_array_equal(blocks.sum(axis=-2), plain)
+
+
+@pytest.mark.parametrize("tol", [0.05, 0.03, 0.02, 0.001])
+def test_replaying_a_full_run_gives_the_sequential_counts(skorch_net, image_data, tol):
+    X = image_data[0][:40].copy()
+    X[:10, 0, :4, :4] = 3.0
+    X[10:15] *= 0.2  # faint images: some become unanimous only later
+    wob, _ = _counts(skorch_net, X, sigma=0.3, n_samples=250)
+    blocks = wob.vote_counts(X, per_block=True)
+    seq = _counts(skorch_net, X, sigma=0.3, n_samples=250, sequential_tol=tol)[1]
+    np.testing.assert_array_equal(replay_sequential(blocks, tol), seq)
+    stopped = seq.sum(axis=1) < 250
+    if tol >= 0.02:  # some stopped, some went on
+        assert 0 < stopped.sum() < len(X)
+    else:  # 0.001 is never reached within 250 copies
+        assert not stopped.any()
+
+
+def test_per_block_must_be_a_bool(skorch_net, images):
+    wob, _ = _counts(skorch_net, images[:2], n_samples=64)
+    with pytest.raises(TypeError, match=r"per_block must be True or False, got 'yes'"):
+        wob.vote_counts(images[:2], per_block="yes")
 
 
 def test_sequential_tol_must_be_in_0_1():

@@ -10,6 +10,9 @@ from skorch import NeuralNetClassifier
 from sklearn.linear_model import LogisticRegression
 
 from wobbledetect import ModelNotFittedError, WobblinessTransformer
+from collections import OrderedDict
+
+from wobbledetect import _models
 from wobbledetect._models import make_predictor, resolve_device
 from wobbledetect.lab import DigitsCNN, to_onnx
 
@@ -69,10 +72,42 @@ def test_onnx_with_fixed_batch_dimension(skorch_net, image_data, tmp_path):
     np.testing.assert_allclose(fixed, dynamic)
 
 
-def test_onnx_runs_on_cpu_without_warnings(onnx_proto, recwarn):
+@pytest.fixture
+def empty_onnx_cache(monkeypatch):
+    cache = OrderedDict()
+    monkeypatch.setattr(_models, "_onnx_cache", cache)
+    return cache
+
+
+def test_onnx_runs_on_cpu_without_warnings(onnx_proto, recwarn, empty_onnx_cache):
     predictor = make_predictor(onnx_proto, "cpu")
     assert predictor.session.get_providers() == ["CPUExecutionProvider"]
     assert not [w for w in recwarn if "onnxruntime" in str(w.message).lower()]
+
+
+def test_sessions_of_in_memory_models_are_reused(onnx_proto, empty_onnx_cache, monkeypatch):
+    data = onnx_proto.SerializeToString()
+    first = make_predictor(data, "cpu")
+    assert make_predictor(bytearray(data), "cpu") is first  # same content, same session
+    assert make_predictor(onnx_proto, "cpu") is first
+    other = onnx.ModelProto()
+    other.CopyFrom(onnx_proto)
+    other.doc_string = "another model"
+    assert make_predictor(other, "cpu") is not first  # other content, other session
+    monkeypatch.setattr(_models, "ONNX_CACHE_SIZE", 2)
+    third = onnx.ModelProto()
+    third.CopyFrom(onnx_proto)
+    third.doc_string = "a third model"
+    make_predictor(third, "cpu")
+    assert len(empty_onnx_cache) == 2
+    assert make_predictor(data, "cpu") is not first  # least recently used: dropped
+
+
+def test_onnx_sessions_from_a_path_are_not_cached(onnx_proto, tmp_path, empty_onnx_cache):
+    path = tmp_path / "net.onnx"
+    onnx.save(onnx_proto, path)  # the file may change between two fits
+    assert make_predictor(str(path), "cpu") is not make_predictor(str(path), "cpu")
+    assert not empty_onnx_cache
 
 
 def test_broken_onnx_is_a_clear_error(tmp_path):

@@ -20,6 +20,7 @@ from ._exceptions import (
 )
 from ._export import to_onnx
 from ._levene import LeveneBackdoorDetector, outlier_mask
+from ._votes import replay_sequential
 from ._wobbliness import WobblinessTransformer, vote_entropy
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "WobblinessTransformer",
     "LeveneBackdoorDetector",
     "vote_entropy",
+    "replay_sequential",
     "outlier_mask",
     "to_onnx",
     "WobbledetectError",

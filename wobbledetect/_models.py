@@ -12,13 +12,21 @@ nothing more; :func:`make_predictor` builds the right one for
 
 Predictors own a private copy of device-bound state (an eval-mode module on the device,
 an ``InferenceSession``); they are rebuilt from the user's model rather than pickled.
+Sessions of in-memory ONNX models (``bytes``, ``ModelProto``) are kept in a small cache
+keyed by the model's content and the device, so that fitting again on the same model --
+a grid search, or a server screening an uploaded model once more -- skips onnxruntime's
+session set-up (graph optimisation; on CUDA the provider's start-up). onnxruntime
+sessions may be run from several threads at once.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
+import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +35,11 @@ import torch
 from ._exceptions import ModelNotFittedError, ModelOutputError
 
 __all__ = ["ClassPredictor", "make_predictor", "resolve_device"]
+
+#: Sessions of in-memory ONNX models kept, least recently used dropped first.
+ONNX_CACHE_SIZE = 4
+_onnx_cache: OrderedDict = OrderedDict()  # (content digest, device) -> OnnxPredictor
+_onnx_lock = threading.Lock()
 
 
 def resolve_device(device) -> torch.device:
@@ -287,7 +300,9 @@ def make_predictor(model, device) -> ClassPredictor:
         return TorchPredictor(_skorch_module(model), resolved)
     if isinstance(model, torch.nn.Module):
         return TorchPredictor(model, resolved)
-    if isinstance(model, (bytes, bytearray, str, os.PathLike)) or _is_onnx_proto(model):
+    if isinstance(model, (bytes, bytearray)) or _is_onnx_proto(model):
+        return _cached_onnx_predictor(_onnx_source(model), resolved)
+    if isinstance(model, (str, os.PathLike)):
         return OnnxPredictor(model, resolved)
     if type(model).__name__ == "InferenceSession":
         raise TypeError(
@@ -308,6 +323,23 @@ def make_predictor(model, device) -> ClassPredictor:
         f"model (path, bytes or onnx.ModelProto) or a callable returning class scores; "
         f"got an object of type {type(model).__name__}."
     )
+
+
+def _cached_onnx_predictor(source: bytes, device: torch.device) -> OnnxPredictor:
+    """The session of the serialized model ``source`` on ``device``, built once."""
+    key = (hashlib.blake2b(source, digest_size=16).digest(), str(device))
+    with _onnx_lock:
+        predictor = _onnx_cache.get(key)
+        if predictor is not None:
+            _onnx_cache.move_to_end(key)
+            return predictor
+    predictor = OnnxPredictor(source, device)  # outside the lock: may take seconds
+    with _onnx_lock:
+        predictor = _onnx_cache.setdefault(key, predictor)
+        _onnx_cache.move_to_end(key)
+        while len(_onnx_cache) > ONNX_CACHE_SIZE:
+            _onnx_cache.popitem(last=False)
+    return predictor
 
 
 def _is_skorch_net(model) -> bool:

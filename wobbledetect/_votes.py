@@ -6,15 +6,16 @@ preallocated buffer on the model's device; noise is drawn straight into it, the 
 runs on exactly ``batch_size`` rows at a time (a block that does not fit is carried over
 to the next forward), and votes accumulate on the device with one ``index_add_``. Every
 forward but the last has the same shape, so inference engines allocate once. Memory is
-``batch_size + NOISE_BLOCK`` inputs plus one counter per (input, class), whatever the
-number of inputs or copies.
+``batch_size + NOISE_BLOCK`` inputs plus one counter per (input, class) -- per (input,
+block, class) when asked for per-block counts -- whatever the number of inputs or copies.
 
 With ``sequential_tol`` an input stops after a round in which every copy drawn so far
 voted the same class and the 95% upper confidence bound on its minority vote mass,
 ``1 - 0.05 ** (1 / m)`` after ``m`` unanimous copies (exact binomial), is at most
 ``sequential_tol``. Smooth inputs -- the triggered ones -- then cost a fraction of the
 forwards. Because noise is keyed by (input, block), stopping never changes the draws of
-any input that goes on.
+any input that goes on -- and the counts of any tolerance can be replayed from the
+per-block counts of one full run (:func:`replay_sequential`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ._noise import NOISE_BLOCK, block_seed, noise_blocks, row_digests
 
-__all__ = ["count_votes", "minority_bound"]
+__all__ = ["count_votes", "minority_bound", "replay_sequential"]
 
 #: Confidence of the sequential stopping bound.
 SEQUENTIAL_CONFIDENCE = 0.95
@@ -53,6 +54,7 @@ def count_votes(
     base: int,
     n_classes: int,
     sequential_tol: float | None = None,
+    per_block: bool = False,
     progress: bool = False,
 ) -> np.ndarray:
     """Vote counts of each input of ``X`` under Gaussian noise of scale ``sigma``.
@@ -76,14 +78,19 @@ def count_votes(
     sequential_tol : float or None, default=None
         Stop an input early once unanimous with a minority bound at most this; None
         draws all ``n_samples`` copies of every input.
+    per_block : bool, default=False
+        Count the votes of each noise block apart (one counter per input, block and
+        class instead of per input and class).
     progress : bool, default=False
         Show a tqdm progress bar over noise blocks.
 
     Returns
     -------
-    counts : ndarray of shape (n_inputs, n_classes), int64
+    counts : ndarray of shape (n_inputs, n_classes) or (n_inputs, n_blocks, n_classes), int64
         ``counts[i, k]`` copies of input ``i`` classified as ``k``; a row sums to
-        ``n_samples``, or fewer when sequential stopping ended that input early.
+        ``n_samples``, or fewer when sequential stopping ended that input early. With
+        ``per_block``, ``counts[i, b, k]`` counts the copies of noise block ``b`` only
+        (zero for the blocks an input did not draw).
     """
     device = predictor.device
     digests = row_digests(X)
@@ -93,13 +100,15 @@ def count_votes(
     input_shape = tuple(X.shape[1:])
     n_unique = len(unique)
 
-    counts = torch.zeros(n_unique * n_classes, dtype=torch.int64, device=device)
+    blocks = noise_blocks(n_samples)
+    # A counter slot per input, or per (input, block) with per_block.
+    n_slot_blocks = len(blocks) if per_block else 1
+    counts = torch.zeros(n_unique * n_slot_blocks * n_classes, dtype=torch.int64, device=device)
     # Room for one forward batch plus the block that overflows it.
     buffer = torch.empty((batch_size + NOISE_BLOCK, *input_shape), dtype=torch.float32, device=device)
     owner = torch.empty(batch_size + NOISE_BLOCK, dtype=torch.int64, device=device)
     ones = torch.ones(batch_size, dtype=torch.int64, device=device)
     draw = _NoiseDrawer(device, sigma)
-    blocks = noise_blocks(n_samples)
     pending = []  # (region, input index, seed) not drawn yet
     fill = 0
 
@@ -123,7 +132,7 @@ def count_votes(
         for b, (_, length) in enumerate(blocks):
             for i in active:
                 pending.append((buffer[fill : fill + length], i, block_seed(base, unique[i], b)))
-                owner[fill : fill + length] = int(i)
+                owner[fill : fill + length] = int(i) * n_slot_blocks + (b if per_block else 0)
                 fill += length
                 while fill >= batch_size:
                     forward(batch_size)
@@ -133,7 +142,8 @@ def count_votes(
                 if fill:  # votes of this round must be in before deciding who stops
                     forward(fill)
                 if minority_bound(drawn) <= sequential_tol:
-                    per_input = counts.view(n_unique, n_classes)[torch.from_numpy(active).to(device)]
+                    per_input = counts.view(n_unique, n_slot_blocks, n_classes).sum(dim=1)
+                    per_input = per_input[torch.from_numpy(active).to(device)]
                     unanimous = (per_input.max(dim=1).values == drawn).cpu().numpy()
                     bar.update(int(unanimous.sum()) * (len(blocks) - b - 1))
                     active = active[~unanimous]
@@ -142,7 +152,51 @@ def count_votes(
     finally:
         draw.close()
         bar.close()
-    return counts.view(n_unique, n_classes).cpu().numpy()[inverse.reshape(-1)]
+    counts = counts.view(n_unique, n_slot_blocks, n_classes)
+    if not per_block:
+        counts = counts[:, 0]
+    return counts.cpu().numpy()[inverse.reshape(-1)]
+
+
+def replay_sequential(block_counts, sequential_tol):
+    """The counts sequential stopping would have given, from the per-block counts of a full run.
+
+    Noise is keyed by (input, block), so an input's first blocks are the same draws
+    whether or not it stops after them: stopping with ``sequential_tol`` keeps an input's
+    blocks up to the first round at which it is unanimous with
+    ``minority_bound(copies so far) <= sequential_tol`` (never after the last block), and
+    drops the rest. This gives exactly what :func:`count_votes` with ``sequential_tol``
+    returns, for any number of tolerances from one full run.
+
+    Parameters
+    ----------
+    block_counts : ndarray of shape (..., n_blocks, n_classes)
+        Per-block votes of a run without sequential stopping (``per_block=True``).
+    sequential_tol : float
+        The tolerance to replay.
+
+    Returns
+    -------
+    counts : ndarray of shape (..., n_classes), int64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from wobbledetect._votes import replay_sequential
+    >>> blocks = np.array([[[64, 0], [63, 1], [58, 0]],    # unanimous after block 0: stops
+    ...                    [[63, 1], [64, 0], [58, 0]]])   # never unanimous: all 186 copies
+    >>> replay_sequential(blocks, 0.05)
+    array([[ 64,   0],
+           [185,   1]])
+    """
+    block_counts = np.asarray(block_counts)
+    cumulative = np.cumsum(block_counts, axis=-2)
+    drawn = cumulative.sum(axis=-1)  # copies after each block
+    unanimous = cumulative.max(axis=-1) == drawn
+    stops = unanimous & (minority_bound(np.maximum(drawn, 1)) <= sequential_tol)
+    stops[..., -1] = True  # the last block ends every input
+    last = np.argmax(stops, axis=-1)
+    return np.take_along_axis(cumulative, last[..., None, None], axis=-2)[..., 0, :]
 
 
 class _NoiseDrawer:

@@ -271,21 +271,29 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
         W = vote_entropy(counts, estimator=self.entropy)
         return W.reshape(lead_shape if len(lead_shape) == 2 else (-1, 1))
 
-    def vote_counts(self, X):
+    def vote_counts(self, X, *, per_block=False):
         """How many noisy copies of each input the model put in each class (eq. 2).
 
         Parameters
         ----------
         X : array-like of shape (n_inputs, *input_shape) or (n_sets, set_size, *input_shape)
+        per_block : bool, default=False
+            Count each noise block of 64 copies apart: an extra axis before the classes.
+            Summed over it, the counts are the plain ones; with ``sequential_tol=None``,
+            :func:`wobbledetect.replay_sequential` turns them into what any sequential
+            tolerance would have given, without drawing again.
 
         Returns
         -------
         counts : ndarray of int64, shape (n_inputs, n_classes_) or (n_sets, set_size, n_classes_)
             Rows sum to ``n_samples``, or to fewer copies where ``sequential_tol``
             stopped an input early -- so ``counts.sum()`` is the number of forwards.
+            With ``per_block``, shape (..., n_blocks, n_classes_), ``n_blocks =
+            ceil(n_samples / 64)``.
         """
-        counts, lead_shape = self._votes(X)
-        return counts.reshape(*lead_shape, self.n_classes_)
+        per_block = _check_bool(per_block, "per_block")
+        counts, lead_shape = self._votes(X, per_block=per_block)
+        return counts.reshape(*lead_shape, *counts.shape[1:])
 
     def vote_frequencies(self, X):
         """The class frequencies ``p_k`` of eq. (2) that W is the entropy of.
@@ -305,7 +313,7 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
 
     # -- internals -------------------------------------------------------------------
 
-    def _votes(self, X):
+    def _votes(self, X, per_block=False):
         check_is_fitted(self)
         X = self._validate_transform_input(X)
         inputs, lead_shape = self._as_inputs(X)
@@ -319,6 +327,7 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
             base=seed,
             n_classes=self.n_classes_,
             sequential_tol=self.sequential_tol,
+            per_block=per_block,
             progress=bool(self.verbose),
         )
         return counts, lead_shape
@@ -428,6 +437,12 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
         super().__setstate__(state)
         if "input_shape_" in state:
             self.predictor_ = None
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)
 
 
 def _check_finite(X):

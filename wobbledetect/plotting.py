@@ -82,7 +82,13 @@ def _draw_boxes(ax, groups, *, title, xlabel="", positions_label=None, lines=Non
     ax.set_xlabel(xlabel)
     ax.set_ylabel(W_LABEL)
     ax.set_title(title)
-    ax.legend(title=positions_label, loc="best", frameon=False, fontsize="small")
+    # Boxes and whiskers may fill the whole height at every tick: make room above them
+    # for the legend instead of letting it cover a box.
+    entries = len(names) + len(lines or {}) + (positions_label is not None)
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + 0.09 * entries * (high - low))
+    ax.legend(title=positions_label, loc="upper left", frameon=False, fontsize="small",
+              ncols=2 if entries > 3 else 1)
     ax.grid(axis="y", alpha=0.3)
 
 

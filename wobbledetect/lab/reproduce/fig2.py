@@ -102,20 +102,8 @@ def run(
         W = exp.W(wob, sigma, sets, f"{n_images} clean images")[0]
         over_sigma[sigma_key(sigma)] = _summary(W)
 
-    left = f"over n (noisy copies per image), $\\sigma$={sigma_for_n:g}"
-    right = f"over $\\sigma$, n={n_for_sigma}"
-    png = plot_w_box_panels(
-        {
-            left: {str(n): {"clean test images": over_n[str(n)]["W"]} for n in n_values},
-            right: {f"{s:g}": {"clean test images": over_sigma[sigma_key(s)]["W"]} for s in sigmas},
-        },
-        exp.out_dir / "fig2.png",
-        xlabel={left: "n (noisy copies per image)", right: r"noise scale $\sigma$"},
-        lines={left: {
-            "mean, plug-in (the paper's)": [over_n[str(n)]["mean"] for n in n_values],
-            "mean, Miller-Madow": [over_n[str(n)]["mean_miller_madow"] for n in n_values],
-        }},
-        sharey=False,
+    png = _plot(
+        exp.out_dir / "fig2.png", over_n, over_sigma, sigma_for_n=sigma_for_n, n_for_sigma=n_for_sigma,
         suptitle=(f"Fig. 2 - $W_\\sigma$ of {n_images} clean {DISPLAY_NAMES[dataset]} test images, "
                   f"clean {DISPLAY_NAMES[config.net]} (clean accuracy "
                   f"{exp.nets[config.label]['clean_accuracy']:.2f}, {exp.mode} mode)"),
@@ -132,6 +120,26 @@ def run(
             "over_sigma": over_sigma,
         },
         [png],
+    )
+
+
+def _plot(path, over_n, over_sigma, *, sigma_for_n, n_for_sigma, suptitle):
+    """The two panels, from what ``fig2.json`` holds."""
+    left = f"over n (noisy copies per image), $\\sigma$={sigma_for_n:g}"
+    right = f"over $\\sigma$, n={n_for_sigma}"
+    return plot_w_box_panels(
+        {
+            left: {n: {"clean test images": value["W"]} for n, value in over_n.items()},
+            right: {f"{float(s):g}": {"clean test images": value["W"]} for s, value in over_sigma.items()},
+        },
+        path,
+        xlabel={left: "n (noisy copies per image)", right: r"noise scale $\sigma$"},
+        lines={left: {
+            "mean, plug-in (the paper's)": [value["mean"] for value in over_n.values()],
+            "mean, Miller-Madow": [value["mean_miller_madow"] for value in over_n.values()],
+        }},
+        sharey=False,
+        suptitle=suptitle,
     )
 
 
