@@ -23,7 +23,9 @@ copies (``> 0.0457``), 128 (``> 0.0231``) and 192 (``> 0.0155``): the default
 ``--tols 0.05 0.025 0.016``.
 
 Printed per sigma and rule: forwards per input of the triggered sets (the positives),
-of the other sets, the saving factors, and both AUCs. Besides each tolerance, the rules
+of the other sets, the saving factors, both AUCs, and the share of triggered and of
+other sets whose W has an interquartile range of 0 (the paper's 1.5 IQR rule then drops
+every non-zero W of the set). Besides each tolerance, the rules
 include plain fewer copies (``n=64``, ``n=128``, ``n=192``: every input's first blocks,
 the same draws as a run with that ``n_samples``), the baseline sequential stopping has to
 beat at equal cost.
@@ -81,12 +83,13 @@ def demo_rows(args):
     shape = setup.X_eval.shape[2:]
     rows = {}
     for sigma in args.sigmas or SIGMA_GRID:
-        reference = _variants(_block_counts(setup.net, sigma, args.n_samples, shape, reference_sets), args.tols)
-        evaluation = _variants(_block_counts(setup.net, sigma, args.n_samples, shape, setup.X_eval), args.tols)
+        n_samples = args.n_samples or 250
+        reference = _variants(_block_counts(setup.net, sigma, n_samples, shape, reference_sets), args.tols)
+        evaluation = _variants(_block_counts(setup.net, sigma, n_samples, shape, setup.X_eval), args.tols)
         row = {}
         for name, (W, forwards) in evaluation.items():
             score = LeveneBackdoorDetector().fit(reference[name][0]).decision_function(W)
-            row[name] = _summary(setup.y_eval, score, forwards)
+            row[name] = _summary(setup.y_eval, score, forwards, W)
         rows[str(sigma)] = row
         _print_sigma(str(sigma), row)
     return rows
@@ -116,28 +119,35 @@ def fig6_rows(args):
     for sigma in args.sigmas or exp.sigmas:
         per_variant = {}
         for config in configs:
-            blocks = _block_counts(models[config.label], sigma, exp.n_samples, exp.data.input_shape, sets)
+            blocks = _block_counts(models[config.label], sigma, args.n_samples or exp.n_samples,
+                                   exp.data.input_shape, sets)
             for name, (W, f) in _variants(blocks, args.tols).items():
                 W = W.reshape(repetitions, 1 + n_candidates, SET_SIZE)
                 f = f.reshape(repetitions, 1 + n_candidates, SET_SIZE)
-                scores, forwards = per_variant.setdefault(name, ([], []))
+                scores, forwards, candidate_W = per_variant.setdefault(name, ([], [], []))
                 scores.append(fig6._scores(W, "smoother"))
                 forwards.append(f[:, 1:].reshape(-1, SET_SIZE))
-        row = {name: _summary(labels, np.concatenate(scores), np.concatenate(forwards))
-               for name, (scores, forwards) in per_variant.items()}
+                candidate_W.append(W[:, 1:].reshape(-1, SET_SIZE))
+        row = {name: _summary(labels, *map(np.concatenate, values)) for name, values in per_variant.items()}
         rows[sigma_key(sigma)] = row
         _print_sigma(sigma_key(sigma), row)
     return rows
 
 
-def _summary(y, score, forwards):
-    """AUC, and forwards per input of the positive (triggered) and the other sets."""
+def _summary(y, score, forwards, W):
+    """AUC, forwards per input of the positive (triggered) and the other sets, and the
+    share of sets whose W has an interquartile range of 0 (three quarters or more of the
+    inputs unanimous): there the 1.5 IQR rule drops every non-zero W."""
     y = np.asarray(y)
+    q25, q75 = np.percentile(W, [25, 75], axis=1)
+    iqr_zero = q75 == q25
     return {
         "auc": float(roc_auc_score(y, score)),
         "forwards_per_input_triggered": float(forwards[y == 1].mean()),
         "forwards_per_input_other": float(forwards[y == 0].mean()),
         "forwards_total": int(forwards.sum()),
+        "share_iqr_zero_triggered": float(iqr_zero[y == 1].mean()),
+        "share_iqr_zero_other": float(iqr_zero[y == 0].mean()),
     }
 
 
@@ -145,16 +155,15 @@ def _print_sigma(sigma, row):
     """One line per tolerance: forwards per input full -> sequential (saving), AUCs."""
     full = row["full"]
     print(f"{'sigma':>6}{'rule':>11}{'triggered sets':>24}{'other sets':>24}"
-          f"{'AUC full':>10}{'AUC seq':>9}{'dAUC':>8}", flush=True)
+          f"{'AUC full':>10}{'AUC seq':>9}{'dAUC':>8}{'IQR 0 (trig/other)':>20}", flush=True)
     for name, seq in row.items():
-        if name == "full":
-            continue
         cells = "".join(
             f"{full[k]:>11.0f} -> {seq[k]:>4.0f} ({full[k] / seq[k]:>3.1f}x)"
             for k in ("forwards_per_input_triggered", "forwards_per_input_other")
         )
         print(f"{sigma:>6}{name:>11}{cells}{full['auc']:>10.3f}{seq['auc']:>9.3f}"
-              f"{seq['auc'] - full['auc']:>+8.3f}", flush=True)
+              f"{seq['auc'] - full['auc']:>+8.3f}"
+              f"{seq['share_iqr_zero_triggered']:>14.2f} / {seq['share_iqr_zero_other']:.2f}", flush=True)
 
 
 def main(argv=None):
@@ -164,7 +173,8 @@ def main(argv=None):
                         help="sequential tolerances to replay (default: the three that differ at n=250)")
     parser.add_argument("--sigmas", type=float, nargs="+", default=None,
                         help="default: the setup's own grid")
-    parser.add_argument("--n-samples", type=int, default=250, help="demo only (Fig. 6 uses its own)")
+    parser.add_argument("--n-samples", type=int, default=None,
+                        help="copies per input (default: the setup's own: 250; Fig. 6 quick 100)")
     parser.add_argument("--threat", choices=("T1", "T3"), default=None,
                         help="fig6 setups (default: T1 quick, T3 full)")
     parser.add_argument("--data-dir", default=None)
@@ -180,11 +190,11 @@ def main(argv=None):
     print(f"\n{args.setup}: forwards per input, full -> sequential (saving)")
     for sigma, row in rows.items():
         _print_sigma(sigma, row)
-    suffix = f"-{args.threat}" if args.threat else ""
+    suffix = (f"-{args.threat}" if args.threat else "") + (f"-n{args.n_samples}" if args.n_samples else "")
     out = args.out or f"bench-output/sequential-{args.setup}{suffix}.json"
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w") as handle:
-        json.dump({"setup": args.setup, "threat": args.threat, "tols": args.tols,
+        json.dump({"setup": args.setup, "threat": args.threat, "n_samples": args.n_samples, "tols": args.tols,
                    "by_sigma": rows}, handle, indent=2)
     print(f"\nwrote {out}")
 
