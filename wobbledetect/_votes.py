@@ -12,8 +12,8 @@ block, class) when asked for per-block counts -- whatever the number of inputs o
 With ``sequential_tol`` an input stops after a round in which every copy drawn so far
 voted the same class and the 95% upper confidence bound on its minority vote mass,
 ``1 - 0.05 ** (1 / m)`` after ``m`` unanimous copies (exact binomial), is at most
-``sequential_tol``. Smooth inputs -- the triggered ones -- then cost a fraction of the
-forwards. Because noise is keyed by (input, block), stopping never changes the draws of
+``sequential_tol``. Smooth inputs -- triggered ones, where the paper's premise holds --
+then cost a fraction of the forwards. Because noise is keyed by (input, block), stopping never changes the draws of
 any input that goes on -- and the counts of any tolerance can be replayed from the
 per-block counts of one full run (:func:`replay_sequential`).
 """

@@ -120,8 +120,10 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
         voted the same class and the 95% upper bound on the minority vote mass,
         ``1 - 0.05**(1/m)`` after ``m`` copies, is at most ``sequential_tol``. Copies are
         drawn in blocks of 64, so ``0.05`` stops unanimous inputs after 64 copies (W is 0
-        then). Smooth -- e.g. triggered -- inputs cost far fewer forwards. None (the
-        paper's procedure) always draws ``n_samples``.
+        then). Smooth -- e.g. triggered -- inputs cost far fewer forwards; but at small
+        sigma an input's rare minority votes can be what the detector needs, so check
+        the AUC with and without it (``benchmarks/sequential.py``; README, Performance).
+        None (the paper's procedure) always draws ``n_samples``.
     verbose : bool, default=False
         Show a progress bar while computing W.
 
