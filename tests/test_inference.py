@@ -139,6 +139,16 @@ def test_replaying_a_full_run_gives_the_sequential_counts(skorch_net, image_data
         assert not stopped.any()
 
 
+def test_replay_refuses_counts_it_cannot_replay():
+    full = np.array([[[64, 0], [64, 0], [58, 0]], [[63, 1], [64, 0], [58, 0]]])
+    with pytest.raises(ValueError, match="without sequential stopping"):
+        replay_sequential(np.array([[[64, 0], [0, 0], [0, 0]], [[63, 1], [64, 0], [58, 0]]]), 0.05)
+    with pytest.raises(ValueError, match=r"integer votes of shape .*vote_counts\(X, per_block=True\)"):
+        replay_sequential(full / 250.0, 0.05)
+    with pytest.raises(ValueError, match=r"sequential_tol must be in \(0, 1\), got 1.5"):
+        replay_sequential(full, 1.5)
+
+
 def test_per_block_must_be_a_bool(skorch_net, images):
     wob, _ = _counts(skorch_net, images[:2], n_samples=64)
     with pytest.raises(TypeError, match=r"per_block must be True or False, got 'yes'"):

@@ -13,9 +13,9 @@ With ``sequential_tol`` an input stops after a round in which every copy drawn s
 voted the same class and the 95% upper confidence bound on its minority vote mass,
 ``1 - 0.05 ** (1 / m)`` after ``m`` unanimous copies (exact binomial), is at most
 ``sequential_tol``. Smooth inputs -- triggered ones, where the paper's premise holds --
-then cost a fraction of the forwards. Because noise is keyed by (input, block), stopping never changes the draws of
-any input that goes on -- and the counts of any tolerance can be replayed from the
-per-block counts of one full run (:func:`replay_sequential`).
+then cost a fraction of the forwards. Because noise is keyed by (input, block), stopping
+never changes the draws of any input that goes on -- and the counts of any tolerance can
+be replayed from the per-block counts of one full run (:func:`replay_sequential`).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def replay_sequential(block_counts, sequential_tol):
     Examples
     --------
     >>> import numpy as np
-    >>> from wobbledetect._votes import replay_sequential
+    >>> from wobbledetect import replay_sequential
     >>> blocks = np.array([[[64, 0], [63, 1], [58, 0]],    # unanimous after block 0: stops
     ...                    [[63, 1], [64, 0], [58, 0]]])   # never unanimous: all 186 copies
     >>> replay_sequential(blocks, 0.05)
@@ -190,6 +190,20 @@ def replay_sequential(block_counts, sequential_tol):
            [185,   1]])
     """
     block_counts = np.asarray(block_counts)
+    if block_counts.ndim < 2 or not np.issubdtype(block_counts.dtype, np.integer):
+        raise ValueError(
+            f"block_counts must be integer votes of shape (..., n_blocks, n_classes), got "
+            f"{block_counts.dtype} of shape {block_counts.shape}; use "
+            "vote_counts(X, per_block=True)."
+        )
+    if not 0 < sequential_tol < 1:
+        raise ValueError(f"sequential_tol must be in (0, 1), got {sequential_tol!r}.")
+    per_block = block_counts.sum(axis=-1).reshape(-1, block_counts.shape[-2])
+    if len(per_block) and (per_block != per_block[:1]).any():
+        raise ValueError(
+            "block_counts must come from a run without sequential stopping (every input "
+            "with the same copies per block); refit with sequential_tol=None."
+        )
     cumulative = np.cumsum(block_counts, axis=-2)
     drawn = cumulative.sum(axis=-1)  # copies after each block
     unanimous = cumulative.max(axis=-1) == drawn
