@@ -200,6 +200,8 @@ def serve(address, *, grace=30.0, on_ready=None, **options) -> int:
         Keyword arguments of :func:`build_server`.
     """
     built = build_server(address, **options)
+    threads = share_cpu_threads((options.get("limits") or ServiceLimits()).max_concurrent_screens)
+    logger.info("%d CPU thread(s) per concurrent computation", threads)
     stop = threading.Event()
 
     def request_stop(signum, frame):
@@ -221,6 +223,37 @@ def serve(address, *, grace=30.0, on_ready=None, **options) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 0
+
+
+def share_cpu_threads(max_concurrent_screens: int) -> int:
+    """Give each of the computations that may run at once an equal share of torch's threads.
+
+    W draws its noise on ``torch.get_num_threads()`` threads; two screens at once, each
+    on every core, make the cores switch between twice as many threads as they have.
+    ``benchmarks/service_load.py`` on 2 cores with 2 screens at once: about a quarter more
+    screens/s with one thread each (README, Load). Called by :func:`serve`, which owns
+    its process; a server embedded with :func:`create_server` leaves the host's
+    setting alone. Honours a lower ``OMP_NUM_THREADS`` / ``torch.set_num_threads``.
+
+    Returns
+    -------
+    int
+        The threads each computation now gets.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from wobbledetect_service.server import share_cpu_threads
+    >>> before = torch.get_num_threads()
+    >>> share_cpu_threads(max_concurrent_screens=before * 4)
+    1
+    >>> torch.set_num_threads(before)
+    """
+    import torch
+
+    threads = max(1, torch.get_num_threads() // max(1, int(max_concurrent_screens)))
+    torch.set_num_threads(threads)
+    return threads
 
 
 def check_exposure(address, *, tokens, tls, client_ca, insecure):

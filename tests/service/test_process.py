@@ -147,3 +147,12 @@ def test_sigterm_lets_the_running_screen_finish_then_exits_cleanly(tmp_path):
         assert server.process.wait(timeout=60) == 0
     finally:
         server.close()
+
+
+def test_serve_shares_the_cpu_threads_among_concurrent_screens(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # torch in the server starts with 2 threads
+    server = ServeProcess(tmp_path / "store", "--max-concurrent-screens", "2")
+    try:
+        assert "1 CPU thread(s) per concurrent computation" in server.read_log()
+    finally:
+        server.close()
