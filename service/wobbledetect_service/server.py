@@ -230,7 +230,7 @@ def share_cpu_threads(max_concurrent_screens: int) -> int:
 
     W draws its noise on ``torch.get_num_threads()`` threads; two screens at once, each
     on every core, make the cores switch between twice as many threads as they have.
-    ``benchmarks/service_load.py`` on 2 cores with 2 screens at once: about a quarter more
+    ``benchmarks/service_load.py`` on 2 cores with 2 screens at once: 6-29 % more
     screens/s with one thread each (README, Load). Called by :func:`serve`, which owns
     its process; a server embedded with :func:`create_server` leaves the host's
     setting alone. Honours a lower ``OMP_NUM_THREADS`` / ``torch.set_num_threads``.
