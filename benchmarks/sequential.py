@@ -30,6 +30,9 @@ include plain fewer copies (``n=64``, ``n=128``, ``n=192``: every input's first 
 the same draws as a run with that ``n_samples``), the baseline sequential stopping has to
 beat at equal cost.
 
+``--save-counts`` also writes every per-block count (and the labels) to an npz beside
+the JSON, so that any other stopping rule can be replayed offline without drawing again.
+
 Usage::
 
     python benchmarks/sequential.py --setup demo               # about 2 minutes on 2 CPU cores
@@ -75,17 +78,22 @@ def _variants(block_counts, tols):
     return out
 
 
-def demo_rows(args):
+def demo_rows(args, saved):
     from wobbledetect.lab.demo import SIGMA_GRID, prepare_demo
 
     setup = prepare_demo(log=lambda line: print(line, flush=True))
     reference_sets = setup.X_cal[setup.names_cal == "clean"]
     shape = setup.X_eval.shape[2:]
     rows = {}
+    saved["evaluation_labels"] = np.asarray(setup.y_eval)
     for sigma in args.sigmas or SIGMA_GRID:
         n_samples = args.n_samples or 250
-        reference = _variants(_block_counts(setup.net, sigma, n_samples, shape, reference_sets), args.tols)
-        evaluation = _variants(_block_counts(setup.net, sigma, n_samples, shape, setup.X_eval), args.tols)
+        reference_blocks = _block_counts(setup.net, sigma, n_samples, shape, reference_sets)
+        evaluation_blocks = _block_counts(setup.net, sigma, n_samples, shape, setup.X_eval)
+        saved[f"sigma={sigma}/reference"] = reference_blocks
+        saved[f"sigma={sigma}/evaluation"] = evaluation_blocks
+        reference = _variants(reference_blocks, args.tols)
+        evaluation = _variants(evaluation_blocks, args.tols)
         row = {}
         for name, (W, forwards) in evaluation.items():
             score = LeveneBackdoorDetector().fit(reference[name][0]).decision_function(W)
@@ -95,7 +103,7 @@ def demo_rows(args):
     return rows
 
 
-def fig6_rows(args):
+def fig6_rows(args, saved):
     from wobbledetect.lab.reproduce import fig6
     from wobbledetect.lab.reproduce._common import SET_SIZE, Experiment, sigma_key
 
@@ -115,12 +123,18 @@ def fig6_rows(args):
     labels = np.array([int(config.trigger == c) for config in configs
                        for _ in range(repetitions) for c in candidates])
     models = {config.label: exp.net(config) for config in configs}
+    # Saved count arrays: (repetition, set, input, block, class); set 0 is the reference.
+    for config in configs:
+        saved[f"labels/{config.label}"] = np.array(
+            [[0] + [int(config.trigger == c) for c in candidates] for _ in range(repetitions)])
     rows = {}
     for sigma in args.sigmas or exp.sigmas:
         per_variant = {}
         for config in configs:
             blocks = _block_counts(models[config.label], sigma, args.n_samples or exp.n_samples,
                                    exp.data.input_shape, sets)
+            saved[f"sigma={sigma}/{config.label}"] = blocks.reshape(
+                repetitions, 1 + n_candidates, *blocks.shape[1:])
             for name, (W, f) in _variants(blocks, args.tols).items():
                 W = W.reshape(repetitions, 1 + n_candidates, SET_SIZE)
                 f = f.reshape(repetitions, 1 + n_candidates, SET_SIZE)
@@ -181,11 +195,14 @@ def main(argv=None):
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--work-dir", default="bench-output/sequential-work")
     parser.add_argument("--out", default=None, help="default: bench-output/sequential-<setup>.json")
+    parser.add_argument("--save-counts", action="store_true",
+                        help="also save every per-block vote count (npz beside the JSON)")
     args = parser.parse_args(argv)
     for tol in args.tols:
         if not 0 < tol < 1:
             parser.error(f"--tols: each tolerance must be in (0, 1), got {tol}")
-    rows = demo_rows(args) if args.setup == "demo" else fig6_rows(args)
+    saved = {}  # per-block votes, for --save-counts
+    rows = demo_rows(args, saved) if args.setup == "demo" else fig6_rows(args, saved)
 
     print(f"\n{args.setup}: forwards per input, full -> sequential (saving)")
     for sigma, row in rows.items():
@@ -197,6 +214,10 @@ def main(argv=None):
         json.dump({"setup": args.setup, "threat": args.threat, "n_samples": args.n_samples, "tols": args.tols,
                    "by_sigma": rows}, handle, indent=2)
     print(f"\nwrote {out}")
+    if args.save_counts:
+        counts_path = out.removesuffix(".json") + "-block-counts.npz"
+        np.savez_compressed(counts_path, **{k: v.astype(np.int16) for k, v in saved.items()})
+        print(f"wrote {counts_path} (per-block votes: replay any other stopping rule offline)")
 
 
 if __name__ == "__main__":
