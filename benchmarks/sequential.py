@@ -35,7 +35,7 @@ the JSON, so that any other stopping rule can be replayed offline without drawin
 
 Usage::
 
-    python benchmarks/sequential.py --setup demo               # about 2 minutes on 2 CPU cores
+    python benchmarks/sequential.py --setup demo               # about 15 s on 2 CPU cores
     python benchmarks/sequential.py --setup fig6 --threat T1 --data-dir ../shared/data
 """
 
