@@ -30,6 +30,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from wobbledetect import vote_entropy
+from wobbledetect._votes import counts_until_stop, minority_bound
 from wobbledetect.lab.reproduce import fig6
 
 
@@ -70,10 +71,7 @@ def pinned_down_counts(block_counts, *, tol=0.05, se_tol=0.08):
     W = -(p * log_p).sum(axis=-1)
     se = np.sqrt(np.maximum((p * log_p**2).sum(axis=-1) - W**2, 0.0) / m)
     unanimous = cumulative.max(axis=-1) == m
-    stops = np.where(unanimous, 1 - 0.05 ** (1 / m) <= tol, se <= se_tol)
-    stops[..., -1] = True
-    last = np.argmax(stops, axis=-1)
-    return np.take_along_axis(cumulative, last[..., None, None], axis=-2)[..., 0, :]
+    return counts_until_stop(cumulative, np.where(unanimous, minority_bound(m) <= tol, se <= se_tol))
 
 
 def main(argv=None):

@@ -69,8 +69,9 @@ def _variants(block_counts, tols):
     for tol in tols:
         counts[f"tol {tol:g}"] = replay_sequential(block_counts, tol)
     cumulative = np.cumsum(block_counts, axis=-2)
+    copies = cumulative.sum(axis=-1).reshape(-1, cumulative.shape[-2])[0]  # after each block
     for b in range(block_counts.shape[-2] - 1):
-        counts[f"n={int(cumulative[(0,) * (cumulative.ndim - 2) + (b,)].sum())}"] = cumulative[..., b, :]
+        counts[f"n={copies[b]}"] = cumulative[..., b, :]
     out = {}
     for name, c in counts.items():
         W = vote_entropy(c.reshape(-1, c.shape[-1])).reshape(c.shape[:-1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import onnx
 import pytest
@@ -9,10 +11,7 @@ import torch
 from skorch import NeuralNetClassifier
 from sklearn.linear_model import LogisticRegression
 
-from wobbledetect import ModelNotFittedError, WobblinessTransformer
-from collections import OrderedDict
-
-from wobbledetect import _models
+from wobbledetect import ModelNotFittedError, WobblinessTransformer, _models
 from wobbledetect._models import make_predictor, resolve_device
 from wobbledetect.lab import DigitsCNN, to_onnx
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ._noise import NOISE_BLOCK, block_seed, noise_blocks, row_digests
 
-__all__ = ["count_votes", "minority_bound", "replay_sequential"]
+__all__ = ["count_votes", "minority_bound", "replay_sequential", "counts_until_stop"]
 
 #: Confidence of the sequential stopping bound.
 SEQUENTIAL_CONFIDENCE = 0.95
@@ -142,8 +142,8 @@ def count_votes(
                 if fill:  # votes of this round must be in before deciding who stops
                     forward(fill)
                 if minority_bound(drawn) <= sequential_tol:
-                    per_input = counts.view(n_unique, n_slot_blocks, n_classes).sum(dim=1)
-                    per_input = per_input[torch.from_numpy(active).to(device)]
+                    per_input = counts.view(n_unique, n_slot_blocks, n_classes)
+                    per_input = per_input[torch.from_numpy(active).to(device)].sum(dim=1)
                     unanimous = (per_input.max(dim=1).values == drawn).cpu().numpy()
                     bar.update(int(unanimous.sum()) * (len(blocks) - b - 1))
                     active = active[~unanimous]
@@ -208,7 +208,28 @@ def replay_sequential(block_counts, sequential_tol):
     drawn = cumulative.sum(axis=-1)  # copies after each block
     unanimous = cumulative.max(axis=-1) == drawn
     stops = unanimous & (minority_bound(np.maximum(drawn, 1)) <= sequential_tol)
-    stops[..., -1] = True  # the last block ends every input
+    return counts_until_stop(cumulative, stops)
+
+
+def counts_until_stop(cumulative, stops):
+    """Each input's cumulative counts at the first block where ``stops`` is true.
+
+    The last block ends every input. The common tail of :func:`replay_sequential` and of
+    any other stopping rule replayed on per-block counts.
+
+    Parameters
+    ----------
+    cumulative : ndarray of shape (..., n_blocks, n_classes)
+        Votes summed over the blocks so far (``np.cumsum(block_counts, axis=-2)``).
+    stops : ndarray of bool, shape (..., n_blocks)
+        Where the rule would stop the input, after each block.
+
+    Returns
+    -------
+    counts : ndarray of shape (..., n_classes)
+    """
+    stops = np.array(stops, dtype=bool)
+    stops[..., -1] = True
     last = np.argmax(stops, axis=-1)
     return np.take_along_axis(cumulative, last[..., None, None], axis=-2)[..., 0, :]
 

@@ -200,7 +200,7 @@ def serve(address, *, grace=30.0, on_ready=None, **options) -> int:
         Keyword arguments of :func:`build_server`.
     """
     built = build_server(address, **options)
-    threads = share_cpu_threads((options.get("limits") or ServiceLimits()).max_concurrent_screens)
+    threads = share_cpu_threads(built.servicer.limits.max_concurrent_screens)
     logger.info("%d CPU thread(s) per concurrent computation", threads)
     stop = threading.Event()
 
