@@ -32,6 +32,8 @@ beat at equal cost.
 
 ``--save-counts`` also writes every per-block count (and the labels) to an npz beside
 the JSON, so that any other stopping rule can be replayed offline without drawing again.
+``--noise-seed S`` draws other noise (the transformer's ``random_state``; nets and sets
+unchanged): ``benchmarks/seed_spread.py`` compares the npz of several seeds.
 
 Usage::
 
@@ -51,19 +53,27 @@ from sklearn.metrics import roc_auc_score
 from wobbledetect import LeveneBackdoorDetector, WobblinessTransformer, replay_sequential, vote_entropy
 
 
-def _block_counts(model, sigma, n_samples, input_shape, sets):
-    """Per-block votes of ``sets`` (n_sets, set_size, ...) with all copies, noise seed 0."""
+def _block_counts(model, sigma, n_samples, input_shape, sets, noise_seed=0):
+    """Per-block votes of ``sets`` (n_sets, set_size, ...) with all copies."""
     wob = WobblinessTransformer(model, sigma=sigma, n_samples=n_samples,
-                                input_shape=input_shape, random_state=0).fit(sets[0][:1])
+                                input_shape=input_shape, random_state=noise_seed).fit(sets[0][:1])
     return wob.vote_counts(sets, per_block=True)
 
 
-def _variants(block_counts, tols):
-    """``name -> (W, forwards per input)``: the full run, each tolerance, and fewer copies.
+def variant_counts(block_counts, tols):
+    """``name -> counts``: the full run, each tolerance, and fewer copies.
 
     ``"n=64"``, ``"n=128"``, ...: every input with only its first blocks -- the same draws
     as a run with that ``n_samples`` (blocks are nested) -- the baseline that sequential
     stopping has to beat at equal cost.
+
+    Examples
+    --------
+    >>> blocks = np.array([[[64, 0], [64, 0], [58, 0]], [[60, 4], [61, 3], [55, 3]]])
+    >>> {name: c.tolist() for name, c in variant_counts(blocks, [0.05]).items()}
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'full': [[186, 0], [176, 10]], 'tol 0.05': [[64, 0], [176, 10]],
+     'n=64': [[64, 0], [60, 4]], 'n=128': [[128, 0], [121, 7]]}
     """
     counts = {"full": block_counts.sum(axis=-2)}
     for tol in tols:
@@ -72,8 +82,13 @@ def _variants(block_counts, tols):
     copies = cumulative.sum(axis=-1).reshape(-1, cumulative.shape[-2])[0]  # after each block
     for b in range(block_counts.shape[-2] - 1):
         counts[f"n={copies[b]}"] = cumulative[..., b, :]
+    return counts
+
+
+def _variants(block_counts, tols):
+    """``name -> (W, forwards per input)`` of each of :func:`variant_counts`."""
     out = {}
-    for name, c in counts.items():
+    for name, c in variant_counts(block_counts, tols).items():
         W = vote_entropy(c.reshape(-1, c.shape[-1])).reshape(c.shape[:-1])
         out[name] = (W, c.sum(axis=-1))
     return out
@@ -89,8 +104,8 @@ def demo_rows(args, saved):
     saved["evaluation_labels"] = np.asarray(setup.y_eval)
     for sigma in args.sigmas or SIGMA_GRID:
         n_samples = args.n_samples or 250
-        reference_blocks = _block_counts(setup.net, sigma, n_samples, shape, reference_sets)
-        evaluation_blocks = _block_counts(setup.net, sigma, n_samples, shape, setup.X_eval)
+        reference_blocks = _block_counts(setup.net, sigma, n_samples, shape, reference_sets, args.noise_seed)
+        evaluation_blocks = _block_counts(setup.net, sigma, n_samples, shape, setup.X_eval, args.noise_seed)
         saved[f"sigma={sigma}/reference"] = reference_blocks
         saved[f"sigma={sigma}/evaluation"] = evaluation_blocks
         reference = _variants(reference_blocks, args.tols)
@@ -133,7 +148,7 @@ def fig6_rows(args, saved):
         per_variant = {}
         for config in configs:
             blocks = _block_counts(models[config.label], sigma, args.n_samples or exp.n_samples,
-                                   exp.data.input_shape, sets)
+                                   exp.data.input_shape, sets, args.noise_seed)
             saved[f"sigma={sigma}/{config.label}"] = blocks.reshape(
                 repetitions, 1 + n_candidates, *blocks.shape[1:])
             for name, (W, f) in _variants(blocks, args.tols).items():
@@ -196,6 +211,8 @@ def main(argv=None):
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--work-dir", default="bench-output/sequential-work")
     parser.add_argument("--out", default=None, help="default: bench-output/sequential-<setup>.json")
+    parser.add_argument("--noise-seed", type=int, default=0,
+                        help="random_state of the transformer (the noise draws); sets and nets stay fixed")
     parser.add_argument("--save-counts", action="store_true",
                         help="also save every per-block vote count (npz beside the JSON)")
     args = parser.parse_args(argv)
@@ -208,11 +225,13 @@ def main(argv=None):
     print(f"\n{args.setup}: forwards per input, full -> sequential (saving)")
     for sigma, row in rows.items():
         _print_sigma(sigma, row)
-    suffix = (f"-{args.threat}" if args.threat else "") + (f"-n{args.n_samples}" if args.n_samples else "")
+    suffix = ((f"-{args.threat}" if args.threat else "") + (f"-n{args.n_samples}" if args.n_samples else "")
+              + (f"-seed{args.noise_seed}" if args.noise_seed else ""))
     out = args.out or f"bench-output/sequential-{args.setup}{suffix}.json"
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w") as handle:
-        json.dump({"setup": args.setup, "threat": args.threat, "n_samples": args.n_samples, "tols": args.tols,
+        json.dump({"setup": args.setup, "threat": args.threat, "n_samples": args.n_samples,
+                   "noise_seed": args.noise_seed, "tols": args.tols,
                    "by_sigma": rows}, handle, indent=2)
     print(f"\nwrote {out}")
     if args.save_counts:
