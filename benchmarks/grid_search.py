@@ -4,8 +4,8 @@ The README's quick start on the demo-sized net (the digits CNN, 1x8x8, random we
 the cost does not depend on them; torch model, ``inference="auto"``, which picks
 onnxruntime on a CPU): 12 clean and 12 triggered sets of 25 images, 4 sigmas x 3 folds,
 n_samples 250. joblib's workers start with ``OMP_NUM_THREADS = cores // n_jobs``, so torch
-runs on that share in each; onnxruntime sessions follow ``torch.get_num_threads()``
-(``wobbledetect._models``) instead of taking every core in every worker.
+runs on that share in each (onnxruntime's sessions keep their own default, one thread per
+physical core).
 
 Usage::
 

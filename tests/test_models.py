@@ -102,20 +102,6 @@ def test_sessions_of_in_memory_models_are_reused(onnx_proto, empty_onnx_cache, m
     assert make_predictor(data, "cpu") is not first  # least recently used: dropped
 
 
-def test_onnx_sessions_run_on_torchs_thread_budget(onnx_proto, empty_onnx_cache):
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = make_predictor(onnx_proto, "cpu")
-        assert one.session.get_session_options().intra_op_num_threads == 1
-        torch.set_num_threads(2)
-        two = make_predictor(onnx_proto, "cpu")
-        assert two.session.get_session_options().intra_op_num_threads == 2
-        assert two is not one  # another budget, another session
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_onnx_sessions_from_a_path_are_not_cached(onnx_proto, tmp_path, empty_onnx_cache):
     path = tmp_path / "net.onnx"
     onnx.save(onnx_proto, path)  # the file may change between two fits

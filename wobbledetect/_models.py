@@ -13,12 +13,10 @@ nothing more; :func:`make_predictor` builds the right one for
 Predictors own a private copy of device-bound state (an eval-mode module on the device,
 an ``InferenceSession``); they are rebuilt from the user's model rather than pickled.
 Sessions of in-memory ONNX models (``bytes``, ``ModelProto``) are kept in a small cache
-keyed by the model's content, the device and the thread count, so that fitting again on
-the same model -- a grid search, or a server screening an uploaded model once more --
-skips onnxruntime's session set-up (graph optimisation; on CUDA the provider's start-up).
-onnxruntime sessions may be run from several threads at once. A session runs on
-``torch.get_num_threads()`` threads, torch's own budget, so that ``torch.set_num_threads``
-(or ``OMP_NUM_THREADS``) bounds both libraries.
+keyed by the model's content and the device, so that fitting again on the same model --
+a grid search, or a server screening an uploaded model once more -- skips onnxruntime's
+session set-up (graph optimisation; on CUDA the provider's start-up). onnxruntime
+sessions may be run from several threads at once.
 """
 
 from __future__ import annotations
@@ -40,7 +38,7 @@ __all__ = ["ClassPredictor", "make_predictor", "resolve_device"]
 
 #: Sessions of in-memory ONNX models kept, least recently used dropped first.
 ONNX_CACHE_SIZE = 4
-_onnx_cache: OrderedDict = OrderedDict()  # (content digest, device, threads) -> OnnxPredictor
+_onnx_cache: OrderedDict = OrderedDict()  # (content digest, device) -> OnnxPredictor
 _onnx_lock = threading.Lock()
 
 
@@ -149,10 +147,6 @@ class OnnxPredictor(ClassPredictor):
         # would halve its speed. Measured on 2 cores: no cost to the forward itself.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        # One CPU budget for both libraries: onnxruntime would otherwise take every
-        # physical core whatever torch.set_num_threads / OMP_NUM_THREADS say, and
-        # computations sharing the cores (a server's concurrent screens) oversubscribe.
-        options.intra_op_num_threads = torch.get_num_threads()
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
             if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -333,7 +327,7 @@ def make_predictor(model, device) -> ClassPredictor:
 
 def _cached_onnx_predictor(source: bytes, device: torch.device) -> OnnxPredictor:
     """The session of the serialized model ``source`` on ``device``, built once."""
-    key = (hashlib.blake2b(source, digest_size=16).digest(), str(device), torch.get_num_threads())
+    key = (hashlib.blake2b(source, digest_size=16).digest(), str(device))
     with _onnx_lock:
         predictor = _onnx_cache.get(key)
         if predictor is not None:

@@ -228,10 +228,8 @@ def serve(address, *, grace=30.0, on_ready=None, **options) -> int:
 def share_cpu_threads(max_concurrent_screens: int) -> int:
     """Give each of the computations that may run at once an equal share of torch's threads.
 
-    W draws its noise on ``torch.get_num_threads()`` threads, and onnxruntime sessions
-    (an ONNX model, or the ONNX path ``inference="auto"`` picks on a CPU) are opened with
-    as many; two screens at once, each on every core, make the cores switch between twice
-    as many threads as they have.
+    W draws its noise on ``torch.get_num_threads()`` threads; two screens at once, each
+    on every core, make the cores switch between twice as many threads as they have.
     ``benchmarks/service_load.py`` on 2 cores with 2 screens at once: 6-29 % more
     screens/s with one thread each (README, Load). Called by :func:`serve`, which owns
     its process; a server embedded with :func:`create_server` leaves the host's
