@@ -74,32 +74,61 @@ def pinned_down_counts(block_counts, *, tol=0.05, se_tol=0.08):
     return counts_until_stop(cumulative, np.where(unanimous, minority_bound(m) <= tol, se <= se_tol))
 
 
+def score_saved_counts(path, rules):
+    """Score every rule on the saved per-block counts of a Fig. 6 run.
+
+    Parameters
+    ----------
+    path : str
+        npz of ``benchmarks/sequential.py --setup fig6 --save-counts``.
+    rules : callable
+        ``rules(block_counts) -> {name: counts}``: each rule's counts of every input.
+
+    Returns
+    -------
+    dict
+        ``sigma -> name -> (AUC, forwards per input of triggered sets, of the others)``,
+        each candidate scored against its repetition's clean reference ("smoother").
+    """
+    saved = np.load(path)
+    labels = {key.split("/", 1)[1]: saved[key] for key in saved if key.startswith("labels/")}
+    if not labels:
+        raise SystemExit(f"{path}: no 'labels/...' arrays; give the npz of a Fig. 6 run of "
+                         "benchmarks/sequential.py --save-counts")
+    sigmas = sorted({key.split("/")[0] for key in saved if key.startswith("sigma=")},
+                    key=lambda s: float(s.split("=")[1]))
+    out = {}
+    for sigma in sigmas:
+        per_rule = {}
+        for net, net_labels in labels.items():
+            blocks = saved[f"{sigma}/{net}"].astype(np.int64)  # (rep, set, input, block, class)
+            for name, counts in rules(blocks).items():
+                W = vote_entropy(counts.reshape(-1, counts.shape[-1])).reshape(counts.shape[:-1])
+                y, scores, forwards = per_rule.setdefault(name, ([], [], []))
+                y.append(net_labels[:, 1:].ravel())  # set 0 of each repetition is the reference
+                scores.append(fig6._scores(W, "smoother"))
+                forwards.append(counts.sum(axis=-1)[:, 1:].reshape(-1, counts.shape[2]).mean(axis=1))
+        out[sigma] = {}
+        for name, parts in per_rule.items():
+            y, scores, forwards = map(np.concatenate, parts)
+            out[sigma][name] = (roc_auc_score(y, scores), forwards[y == 1].mean(), forwards[y == 0].mean())
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("counts", nargs="+", help="npz files of sequential.py --save-counts (Fig. 6)")
     parser.add_argument("--tol", type=float, default=0.05)
     parser.add_argument("--se-tol", type=float, default=0.08)
     args = parser.parse_args(argv)
+
+    def rules(blocks):
+        return {"full": blocks.sum(axis=-2),
+                "rule": pinned_down_counts(blocks, tol=args.tol, se_tol=args.se_tol)}
+
     for path in args.counts:
-        saved = np.load(path)
-        labels = {key.split("/", 1)[1]: saved[key] for key in saved if key.startswith("labels/")}
-        sigmas = sorted({key.split("/")[0] for key in saved if key.startswith("sigma=")},
-                        key=lambda s: float(s.split("=")[1]))
         print(f"{path}: tol {args.tol}, se-tol {args.se_tol}")
-        for sigma in sigmas:
-            result = {}
-            for rule in ("full", "rule"):
-                y, scores, forwards = [], [], []
-                for net, net_labels in labels.items():
-                    blocks = saved[f"{sigma}/{net}"].astype(np.int64)  # (rep, set, input, block, class)
-                    counts = (blocks.sum(axis=-2) if rule == "full"
-                              else pinned_down_counts(blocks, tol=args.tol, se_tol=args.se_tol))
-                    W = vote_entropy(counts.reshape(-1, counts.shape[-1])).reshape(counts.shape[:-1])
-                    scores.append(fig6._scores(W, "smoother"))
-                    y.append(net_labels[:, 1:].ravel())  # set 0 of each repetition is the reference
-                    forwards.append(counts.sum(axis=-1)[:, 1:].reshape(-1, counts.shape[2]).mean(axis=1))
-                y, scores, forwards = map(np.concatenate, (y, scores, forwards))
-                result[rule] = (roc_auc_score(y, scores), forwards[y == 1].mean(), forwards[y == 0].mean())
+        for sigma, result in score_saved_counts(path, rules).items():
             (auc, trig, other), (auc_r, trig_r, other_r) = result["full"], result["rule"]
             print(f"  {sigma}: AUC {auc:.3f} -> {auc_r:.3f} ({auc_r - auc:+.3f}); forwards per input, "
                   f"triggered {trig:.0f} -> {trig_r:.0f} ({trig / trig_r:.1f}x), "

@@ -30,12 +30,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from replay_rule import pinned_down_counts
+from replay_rule import pinned_down_counts, score_saved_counts
 from sequential import variant_counts
-from sklearn.metrics import roc_auc_score
-
-from wobbledetect import vote_entropy
-from wobbledetect.lab.reproduce import fig6
 
 
 def rule_counts(blocks, tols=(0.05, 0.025), se_tol=0.08):
@@ -55,33 +51,6 @@ def rule_counts(blocks, tols=(0.05, 0.025), se_tol=0.08):
     return counts
 
 
-def score_seed(path, se_tol=0.08):
-    """``sigma -> rule -> (AUC, forwards per input of triggered sets)`` for one npz."""
-    saved = np.load(path)
-    labels = {key.split("/", 1)[1]: saved[key] for key in saved if key.startswith("labels/")}
-    if not labels:
-        raise SystemExit(f"{path}: no 'labels/...' arrays; give the npz of a Fig. 6 run of "
-                         "benchmarks/sequential.py --save-counts")
-    sigmas = sorted({key.split("/")[0] for key in saved if key.startswith("sigma=")},
-                    key=lambda s: float(s.split("=")[1]))
-    out = {}
-    for sigma in sigmas:
-        per_rule = {}
-        for net, net_labels in labels.items():
-            blocks = saved[f"{sigma}/{net}"].astype(np.int64)  # (rep, set, input, block, class)
-            for name, counts in rule_counts(blocks, se_tol=se_tol).items():
-                W = vote_entropy(counts.reshape(-1, counts.shape[-1])).reshape(counts.shape[:-1])
-                y, scores, forwards = per_rule.setdefault(name, ([], [], []))
-                y.append(net_labels[:, 1:].ravel())  # set 0 of each repetition is the reference
-                scores.append(fig6._scores(W, "smoother"))
-                forwards.append(counts.sum(axis=-1)[:, 1:].reshape(-1, counts.shape[2]).mean(axis=1))
-        out[sigma] = {}
-        for name, parts in per_rule.items():
-            y, scores, forwards = map(np.concatenate, parts)
-            out[sigma][name] = (roc_auc_score(y, scores), forwards[y == 1].mean())
-    return out
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("counts", nargs="+",
@@ -90,7 +59,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if len(args.counts) < 2:
         parser.error(f"counts: give the npz files of at least 2 noise seeds, got {len(args.counts)}")
-    runs = [score_seed(path, args.se_tol) for path in args.counts]
+    runs = [score_saved_counts(path, lambda blocks: rule_counts(blocks, se_tol=args.se_tol))
+            for path in args.counts]
     sigmas = [s for s in runs[0] if all(s in run for run in runs)]
     print(f"{len(runs)} seeds: {', '.join(args.counts)}")
     for sigma in sigmas:
