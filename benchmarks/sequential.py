@@ -136,13 +136,15 @@ def fig6_rows(args, saved):
     sets = np.stack(sets)
     n_candidates = len(sets) // repetitions - 1
     candidates = ["clean", *fig6.CANDIDATE_TRIGGERS]
-    labels = np.array([int(config.trigger == c) for config in configs
-                       for _ in range(repetitions) for c in candidates])
+    # Per net, (repetition, set): 1 where the candidate is the net's trigger; set 0 is the
+    # reference (saved count arrays: (repetition, set, input, block, class)).
+    net_labels = {
+        config.label: np.array([[0] + [int(config.trigger == c) for c in candidates]] * repetitions)
+        for config in configs
+    }
+    labels = np.concatenate([l[:, 1:].ravel() for l in net_labels.values()])
+    saved.update({f"labels/{name}": l for name, l in net_labels.items()})
     models = {config.label: exp.net(config) for config in configs}
-    # Saved count arrays: (repetition, set, input, block, class); set 0 is the reference.
-    for config in configs:
-        saved[f"labels/{config.label}"] = np.array(
-            [[0] + [int(config.trigger == c) for c in candidates] for _ in range(repetitions)])
     rows = {}
     for sigma in args.sigmas or exp.sigmas:
         per_variant = {}
