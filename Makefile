@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # torch would pull gigabytes.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test bench clean protos
+.PHONY: install demo test test-fast bench clean protos
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The fast lane: everything but the tests marked slow (training, whole scripts); ~1 min.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # The gRPC stubs in wobbledetect/v1/, from proto/ (the pinned generator; never edit them).
 protos: $(STAMP)

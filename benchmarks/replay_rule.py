@@ -13,7 +13,7 @@ votes of every block of every input of every net), scores each (reference, candi
 with the Levene detector ("smoother") exactly like that benchmark, and prints per sigma
 the AUC with all copies and with the rule, and forwards per input of triggered and other
 sets. No forward is run. The rule and ``--se-tol 0.08`` were fixed on the demo and
-written down before the Fig. 6 counts were looked at (README, Performance).
+written down before the Fig. 6 counts were looked at (docs/performance.md).
 
 Usage::
 
@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from wobbledetect import vote_entropy
-from wobbledetect._votes import counts_until_stop, minority_bound
+from wobbledetect._sequential import counts_until_stop, minority_bound
 from wobbledetect.lab.reproduce import fig6
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from wobbledetect import InputDtypeError
 from wobbledetect._grpc_codec import TensorError, from_tensor, to_tensor
 from wobbledetect.v1 import tensor_pb2
 
 
 @pytest.mark.parametrize("dtype, wire", [
     (np.float32, tensor_pb2.DTYPE_FLOAT32), (np.float64, tensor_pb2.DTYPE_FLOAT64),
-    (np.float16, tensor_pb2.DTYPE_FLOAT32), (np.uint8, tensor_pb2.DTYPE_FLOAT32),
+    (np.float16, tensor_pb2.DTYPE_FLOAT32),
     (np.dtype(">f8"), tensor_pb2.DTYPE_FLOAT64),  # big-endian input is sent little-endian
 ])
 def test_round_trip_keeps_values_and_shape(dtype, wire):
@@ -48,3 +49,15 @@ def test_malformed_tensors_are_refused_naming_the_field(tensor, words):
 def test_arrays_that_cannot_be_sent_are_refused(array):
     with pytest.raises(TensorError):
         to_tensor(array)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, bool])
+def test_integer_arrays_are_refused_not_sent_as_0_255_floats(dtype):
+    # They were sent as float32 and screened as if they were in the model's range.
+    with pytest.raises(InputDtypeError, match=r"candidates\[1\] has dtype .* / 255"):
+        to_tensor(np.ones((2, 3), dtype=dtype), "candidates[1]")
+
+
+def test_an_unknown_wire_dtype_says_how_to_scale_integers():
+    with pytest.raises(TensorError, match="must be scaled to the model's input range"):
+        from_tensor(tensor_pb2.Tensor(dtype=5, shape=[1], data=bytes(1)), name="clean")

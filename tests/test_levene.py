@@ -7,7 +7,13 @@ import pytest
 import scipy.stats
 from sklearn.exceptions import NotFittedError
 
-from wobbledetect import LeveneBackdoorDetector, outlier_mask
+from wobbledetect import (
+    MIN_SET_SIZE,
+    DegenerateWobblinessWarning,
+    LeveneBackdoorDetector,
+    SmallSetWarning,
+    outlier_mask,
+)
 
 # -- eq. (4) ---------------------------------------------------------------------------
 
@@ -135,14 +141,21 @@ def test_alpha_is_the_threshold(populations):
 # -- degenerate cases ------------------------------------------------------------------
 
 
-def test_both_populations_constant_is_no_evidence():
-    det = LeveneBackdoorDetector().fit(np.zeros((3, 10)))
+def test_both_populations_constant_is_untestable_and_says_so():
+    # The statistic is 0/0: p is NaN (it was a quiet 1), with a warning at fit about the
+    # reference and one at each test about the row.
+    with pytest.warns(DegenerateWobblinessWarning, match=r"30 of 30 W values are 0.*larger sigma"):
+        det = LeveneBackdoorDetector().fit(np.zeros((3, 10)))
     cand = np.zeros((1, 10))
-    assert det.p_values(cand)[0] == 1.0
-    assert det.score_samples(cand)[0] == 0.0
-    assert det.predict(cand)[0] == 0
+    with pytest.warns(DegenerateWobblinessWarning, match=r"row 0 of W: .*both constant.*p is NaN"):
+        assert np.isnan(det.p_values(cand)[0])
+    with pytest.warns(DegenerateWobblinessWarning):
+        assert det.score_samples(cand)[0] == 0.0
+    with pytest.warns(DegenerateWobblinessWarning):
+        assert det.predict(cand)[0] == 0
     # Constant at another level: Levene compares spreads, not locations.
-    assert det.p_values(np.full((1, 10), 0.7))[0] == 1.0
+    with pytest.warns(DegenerateWobblinessWarning):
+        assert np.isnan(det.p_values(np.full((1, 10), 0.7))[0])
 
 
 def test_constant_candidate_against_varying_reference():
@@ -163,17 +176,21 @@ def test_mostly_zero_clean_set_is_flagged():
     clean_like = np.r_[np.zeros(8), 0.4, 0.9][None]  # Q25 = Q75 = 0
     det = LeveneBackdoorDetector().fit(reference)
     assert outlier_mask(clean_like[0]).sum() == 2
-    assert det.predict(clean_like)[0] == 1
+    with pytest.warns(DegenerateWobblinessWarning, match=r"interquartile range of 0 \(8 of 10 values.*removed the other 2"):
+        assert det.predict(clean_like)[0] == 1
     # Without outlier removal the same set is not flagged.
     assert LeveneBackdoorDetector(outlier_factor=None).fit(reference).predict(clean_like)[0] == 0
 
 
 def test_varying_candidate_against_constant_reference_is_wobblier():
-    det = LeveneBackdoorDetector().fit(np.zeros((4, 25)))
+    with pytest.warns(DegenerateWobblinessWarning):
+        det = LeveneBackdoorDetector().fit(np.zeros((4, 25)))
     cand = np.random.RandomState(4).uniform(0, 1, size=(1, 25))
     assert det.predict(cand)[0] == 0
     assert det.score_samples(cand)[0] < -5
-    assert LeveneBackdoorDetector(direction="wobblier").fit(np.zeros((4, 25))).predict(cand)[0] == 1
+    with pytest.warns(DegenerateWobblinessWarning):
+        wobblier = LeveneBackdoorDetector(direction="wobblier").fit(np.zeros((4, 25)))
+    assert wobblier.predict(cand)[0] == 1
 
 
 def test_infinite_statistic_gives_a_finite_extreme_score():
@@ -181,8 +198,10 @@ def test_infinite_statistic_gives_a_finite_extreme_score():
     # no within-group variance of z, different spreads -> statistic inf, p = 0.
     det = LeveneBackdoorDetector(outlier_factor=None).fit(np.array([[-1.0, 1.0] * 10]))
     cand = np.zeros((1, 20))
-    assert det.p_values(cand)[0] == 0.0
-    score = det.score_samples(cand)[0]
+    with pytest.warns(DegenerateWobblinessWarning, match="statistic is infinite"):
+        assert det.p_values(cand)[0] == 0.0
+    with pytest.warns(DegenerateWobblinessWarning):
+        score = det.score_samples(cand)[0]
     assert np.isfinite(score) and score == np.finfo(float).max
 
 
@@ -195,12 +214,15 @@ def test_nan_marks_missing_values():
     det = LeveneBackdoorDetector().fit(clean)
     expected = scipy.stats.levene(det.reference_, row[:20][~outlier_mask(row[:20])], center="mean")
     assert det.p_values(padded[None])[0] == pytest.approx(expected.pvalue, rel=1e-12)
-    # Fewer than 2 finite values: untestable -> NaN p, score 0, class 0.
+    # Fewer than MIN_SET_SIZE finite values: untestable -> NaN p, score 0, class 0.
     lonely = np.full((1, 25), np.nan)
     lonely[0, 0] = 0.0
-    assert np.isnan(det.p_values(lonely)[0])
-    assert det.decision_function(lonely)[0] == -det.offset_
-    assert det.predict(lonely)[0] == 0
+    with pytest.warns(SmallSetWarning):
+        assert np.isnan(det.p_values(lonely)[0])
+    with pytest.warns(SmallSetWarning):
+        assert det.decision_function(lonely)[0] == -det.offset_
+    with pytest.warns(SmallSetWarning):
+        assert det.predict(lonely)[0] == 0
     # NaN in the reference is dropped too.
     clean[0, :5] = np.nan
     assert LeveneBackdoorDetector().fit(clean).reference_.size == 95
@@ -251,7 +273,7 @@ def test_string_labels_use_the_smaller_label_as_clean(populations):
 def test_no_clean_row_is_a_clear_error():
     with pytest.raises(ValueError, match=r"one class only, 1, so no row is known to be clean"):
         LeveneBackdoorDetector().fit(np.ones((3, 4)), [1, 1, 1])
-    with pytest.raises(ValueError, match="reference population needs at least 2"):
+    with pytest.raises(ValueError, match=r"y == 0\) hold 1 finite value.*reference population needs at least 3"):
         LeveneBackdoorDetector().fit(np.array([[0.2, np.nan], [np.nan, np.nan]]))
     with pytest.raises(ValueError, match="Only binary classification is supported"):
         LeveneBackdoorDetector().fit(np.ones((3, 4)), [0, 1, 2])
@@ -278,3 +300,79 @@ def test_unfitted_and_wrong_set_size():
     det = LeveneBackdoorDetector().fit(np.random.RandomState(0).uniform(size=(3, 5)))
     with pytest.raises(ValueError, match="X has 4 features, but LeveneBackdoorDetector is expecting 5"):
         det.predict(np.ones((2, 4)))
+
+
+# -- sets too small to test (issue 12, item 1) ------------------------------------------
+
+
+def test_two_against_two_values_is_refused_not_p_1e31():
+    # Two clean values against two others: |x - mean| is the same for both values of a
+    # group, the statistic has no within-group spread and scipy gives p ~ 1e-31.
+    pair = np.array([[0.1, 0.5]])
+    assert scipy.stats.levene([0.1, 0.5], [0.2, 0.9]).pvalue < 1e-20
+    with pytest.raises(ValueError, match=rf"2 finite value.*at least {MIN_SET_SIZE}"):
+        LeveneBackdoorDetector().fit(pair)
+    det = LeveneBackdoorDetector().fit(np.random.RandomState(0).uniform(size=(4, 25)))
+    with pytest.warns(SmallSetWarning, match=rf"row 0 of W: 2 value\(s\) left.*at least {MIN_SET_SIZE}.*p is NaN"):
+        p = det.p_values(np.r_[0.2, 0.9, np.full(23, np.nan)][None])
+    assert np.isnan(p[0])
+
+
+def test_min_set_size_is_the_first_size_tested():
+    rng = np.random.RandomState(1)
+    det = LeveneBackdoorDetector(outlier_factor=None).fit(rng.uniform(size=(4, 25)))
+    rows = np.full((2, 25), np.nan)
+    rows[0, :MIN_SET_SIZE] = rng.uniform(size=MIN_SET_SIZE)
+    rows[1, : MIN_SET_SIZE - 1] = rng.uniform(size=MIN_SET_SIZE - 1)
+    with pytest.warns(SmallSetWarning, match="row 1 of W"):
+        p = det.p_values(rows)
+    expected = scipy.stats.levene(det.reference_, rows[0, :MIN_SET_SIZE], center="mean").pvalue
+    assert p[0] == pytest.approx(expected, rel=1e-12)
+    assert np.isnan(p[1])
+
+
+def test_many_small_rows_give_one_warning_naming_them(recwarn):
+    det = LeveneBackdoorDetector().fit(np.random.RandomState(2).uniform(size=(4, 25)))
+    rows = np.full((4, 25), 0.5)
+    rows[[1, 3], 2:] = np.nan
+    det.p_values(rows)
+    small = [w for w in recwarn if w.category is SmallSetWarning]
+    assert len(small) == 1
+    assert "2 of 4 rows of W (rows [1, 3])" in str(small[0].message)
+
+
+# -- a reference with nothing to work with (item 2) ----------------------------------
+
+
+def test_mostly_zero_reference_warns_and_names_the_counts():
+    # 42 of 50 clean W exactly 0, as the default sigma gave on the digits net.
+    reference = np.r_[np.zeros(42), np.linspace(0.1, 0.7, 8)][None]
+    with pytest.warns(DegenerateWobblinessWarning, match=r"42 of 50 W values are 0 .*interquartile range is 0.*larger sigma"):
+        det = LeveneBackdoorDetector().fit(reference)
+    assert det.reference_warnings_[0].row is None
+    # Half zeros with a real spread is not degenerate: nothing to say.
+    healthy = np.r_[np.zeros(20), np.linspace(0.1, 0.9, 30)][None]
+    fitted = LeveneBackdoorDetector().fit(healthy)
+    assert fitted.reference_warnings_ == []
+
+
+def test_screen_returns_what_the_methods_give_and_the_warnings_without_issuing(recwarn):
+    rng = np.random.RandomState(3)
+    with pytest.warns(DegenerateWobblinessWarning):
+        det = LeveneBackdoorDetector(direction="two-sided").fit(
+            np.r_[np.zeros(40), rng.uniform(0.1, 1, 10)][None])
+    rows = np.vstack([rng.uniform(0, 1, 50), np.r_[0.3, 0.1, np.full(48, np.nan)]])
+    recwarn.clear()
+    report = det.screen(rows, names=["candidates[0]", "candidates[1]"])
+    assert len(recwarn) == 0
+    with pytest.warns(SmallSetWarning):
+        np.testing.assert_array_equal(report.p_values, det.p_values(rows))
+    with pytest.warns(SmallSetWarning):
+        np.testing.assert_array_equal(report.scores, det.decision_function(rows))
+    with pytest.warns(SmallSetWarning):
+        np.testing.assert_array_equal(report.labels, det.predict(rows))
+    kinds = [(type(w).__name__, w.row) for w in report.warnings]
+    assert kinds == [("DegenerateWobblinessWarning", None), ("SmallSetWarning", 1)]
+    assert str(report.warnings[1]).startswith("candidates[1]: 2 value(s) left")
+    with pytest.raises(ValueError, match="names has 1 entries; W has 2 rows"):
+        det.screen(rows, names=["a"])

@@ -12,7 +12,15 @@ from conftest import SumModel, Thresholds, exact_w
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from wobbledetect import InputShapeError, ModelOutputError, WobblinessTransformer, vote_entropy
+from wobbledetect import (
+    InputDtypeError,
+    ModelNotFittedError,
+    InputShapeError,
+    ModelOutputError,
+    WobblinessTransformer,
+    check_inputs,
+    vote_entropy,
+)
 
 
 @pytest.mark.parametrize("sigma", [0.3, 1.0, 2.5])
@@ -220,9 +228,13 @@ def test_read_only_input_is_accepted_without_warnings(recwarn):
 
 def test_wrong_input_shape_names_the_shapes(skorch_net, image_data):
     wob = WobblinessTransformer(skorch_net, n_samples=5).fit(image_data[0][:4])
-    with pytest.raises(InputShapeError, match=r"X has shape \(4, 8, 8\), but with input_shape=\(1, 8, 8\)"):
+    with pytest.raises(InputShapeError, match=r"X has shape \(4, 8, 8\), but the model takes inputs of shape \(1, 8, 8\)"):
         wob.transform(np.zeros((4, 8, 8)))
-    with pytest.raises(InputShapeError, match="pass the model's per-input shape as input_shape"):
+    # One input without its batch axis is named as such (it said "has shape [1, 8, 8],
+    # but the model takes inputs of shape [1, 8, 8]").
+    with pytest.raises(InputShapeError, match=r"\(1, 8, 8\), the shape of one input.*X\[None\]"):
+        wob.transform(np.zeros((1, 8, 8)))
+    with pytest.raises(InputShapeError, match=r"X has shape \(2, 2, 2, 1, 8, 8\).*Reshape it"):
         wob.transform(np.zeros((2, 2, 2, 1, 8, 8)))
     tab = WobblinessTransformer(SumModel(), n_samples=5).fit(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="X has 5 features, but WobblinessTransformer is expecting 4"):
@@ -248,6 +260,55 @@ def test_model_rejecting_the_shape_suggests_input_shape(skorch_net, image_data):
 def test_bad_model_outputs(model, match):
     with pytest.raises(ModelOutputError, match=match):
         WobblinessTransformer(model).fit(np.zeros((2, 4)))
+
+
+class SqrtModel(torch.nn.Module):
+    """Finite on clean inputs in [0, 1]; NaN wherever noise makes the first pixel negative."""
+
+    def forward(self, x):
+        s = torch.sqrt(x.reshape(len(x), -1)[:, :1])
+        return torch.cat([s, 1 - s], dim=1)
+
+
+def test_nan_scores_under_noise_raise_and_count_the_copies():
+    # It gave W = 0 and p = 1, silently: NaN rows voted for class 0.
+    X = np.full((3, 4), 0.5, dtype=np.float32)
+    X[:, 1:] = np.arange(3)[:, None]  # three distinct inputs
+    wob = WobblinessTransformer(SqrtModel(), sigma=0.3, n_samples=100, random_state=0,
+                                device="cpu", inference="eager").fit(X)
+    with pytest.raises(ModelOutputError, match=r"NaN or infinite scores for \d+ of 300 noisy copies \(3 of 3 distinct inputs\) at sigma=0.3"):
+        wob.transform(X)
+    # Where the noise never reaches below 0, W is computed as usual.
+    assert wob.set_params(sigma=0.01).transform(X).shape == (3, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, bool])
+def test_integer_inputs_are_refused_with_how_to_scale_them(dtype):
+    # uint8 images were cast to 0-255 floats and screened as if in the model's range.
+    X = np.ones((2, 4), dtype=dtype)
+    message = rf"X has dtype {np.dtype(dtype)}, not floating point.*X.astype\(np.float32\) / 255"
+    with pytest.raises(InputDtypeError, match=message):
+        WobblinessTransformer(SumModel()).fit(X)
+    wob = WobblinessTransformer(SumModel(), n_samples=5).fit(X.astype(np.float32))
+    with pytest.raises(InputDtypeError, match=message):
+        wob.transform(X)
+    with pytest.raises(InputDtypeError, match=r"candidates\[0\] has dtype"):
+        check_inputs(X, (4,), name="candidates[0]")
+
+
+class _NotLoaded(ModelNotFittedError):
+    """A subclass, as a model wrapper may define: still "not fitted", whatever its name."""
+
+
+class _UnloadedModule(torch.nn.Module):
+    def forward(self, x):
+        raise _NotLoaded("weights not loaded")
+
+
+def test_a_model_not_fitted_error_is_recognised_by_type_not_by_name():
+    # It was recognised by its class *name*: a subclass became an InputShapeError.
+    with pytest.raises(ModelNotFittedError, match="weights not loaded"):
+        WobblinessTransformer(_UnloadedModule(), device="cpu", inference="eager").fit(np.zeros((2, 4)))
 
 
 def test_unfitted_transformer():

@@ -9,32 +9,54 @@ estimators here compose into a scikit-learn Pipeline::
               ("levene", LeveneBackdoorDetector())])
 
 The lab (`wobbledetect.lab`), plotting, the CLI, the gRPC client and the service are
-layered on top and are not imported here.
+layered on top and are not imported here. The names below load on first use (PEP 562),
+so that ``wobbledetect --help`` does not pay for importing torch.
 """
 
-from ._exceptions import (
-    InputShapeError,
-    ModelNotFittedError,
-    ModelOutputError,
-    WobbledetectError,
-)
-from ._export import to_onnx
-from ._levene import LeveneBackdoorDetector, outlier_mask
-from ._votes import replay_sequential
-from ._wobbliness import WobblinessTransformer, vote_entropy
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("wobbledetect")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
 
-__all__ = [
-    "WobblinessTransformer",
-    "LeveneBackdoorDetector",
-    "vote_entropy",
-    "replay_sequential",
-    "outlier_mask",
-    "to_onnx",
-    "WobbledetectError",
-    "ModelNotFittedError",
-    "ModelOutputError",
-    "InputShapeError",
-    "__version__",
-]
+#: Public name -> the private module that defines it.
+_EXPORTS = {
+    "WobblinessTransformer": "._wobbliness",
+    "vote_entropy": "._wobbliness",
+    "LeveneBackdoorDetector": "._levene",
+    "ScreenReport": "._levene",
+    "DIRECTIONS": "._levene",
+    "outlier_mask": "._sets",
+    "MIN_SET_SIZE": "._sets",
+    "check_set_size": "._sets",
+    "check_inputs": "._inputs",
+    "check_floating": "._inputs",
+    "replay_sequential": "._sequential",
+    "to_onnx": "._export",
+    "WobbledetectError": "._exceptions",
+    "ModelNotFittedError": "._exceptions",
+    "ModelOutputError": "._exceptions",
+    "InputShapeError": "._exceptions",
+    "InputDtypeError": "._exceptions",
+    "InputValueError": "._exceptions",
+    "WobbledetectWarning": "._exceptions",
+    "SmallSetWarning": "._exceptions",
+    "DegenerateWobblinessWarning": "._exceptions",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -1,8 +1,10 @@
-"""The exceptions wobbledetect raises.
+"""The exceptions and warnings wobbledetect raises.
 
-A small tree, as in skorch: every member is a :class:`WobbledetectError` and also the
+A small tree, as in skorch: every error is a :class:`WobbledetectError` and also the
 builtin or scikit-learn type a caller would catch anyway, so ``except ValueError`` and
-``except NotFittedError`` keep working.
+``except NotFittedError`` keep working. Every warning is a :class:`WobbledetectWarning`,
+so ``warnings.filterwarnings("error", category=WobbledetectWarning)`` turns a statistic
+that had nothing to work with into an exception.
 """
 
 from sklearn.exceptions import NotFittedError
@@ -12,6 +14,11 @@ __all__ = [
     "ModelNotFittedError",
     "ModelOutputError",
     "InputShapeError",
+    "InputDtypeError",
+    "InputValueError",
+    "WobbledetectWarning",
+    "SmallSetWarning",
+    "DegenerateWobblinessWarning",
 ]
 
 
@@ -24,8 +31,31 @@ class ModelNotFittedError(WobbledetectError, NotFittedError):
 
 
 class ModelOutputError(WobbledetectError, ValueError):
-    """The model did not return class scores of shape ``(batch, n_classes)``."""
+    """The model did not return finite class scores of shape ``(batch, n_classes)``."""
 
 
 class InputShapeError(WobbledetectError, ValueError):
     """``X`` does not have the shape of a batch of inputs or of a batch of sets."""
+
+
+class InputDtypeError(WobbledetectError, ValueError):
+    """``X`` holds integers or booleans: their scale would have to be guessed, and never is."""
+
+
+class InputValueError(WobbledetectError, ValueError):
+    """``X`` holds NaN, inf, or values the model's float32 cannot represent."""
+
+
+class WobbledetectWarning(UserWarning):
+    """Base class of every warning issued by wobbledetect."""
+
+
+class SmallSetWarning(WobbledetectWarning):
+    """A set holds fewer values than the Levene test needs (:data:`MIN_SET_SIZE`); its p is NaN."""
+
+
+class DegenerateWobblinessWarning(WobbledetectWarning):
+    """W values with (almost) no spread to test: mostly 0 or an interquartile range of 0.
+
+    Usually sigma is too small for the model: few noisy copies change class.
+    """

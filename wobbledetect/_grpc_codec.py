@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ._inputs import check_floating
 from .v1 import tensor_pb2
 
 __all__ = ["TensorError", "to_tensor", "from_tensor", "WIRE_DTYPES", "MAX_NDIM"]
@@ -28,14 +29,16 @@ class TensorError(ValueError):
     """A ``Tensor`` message that does not describe a valid array (or an array that cannot be sent)."""
 
 
-def to_tensor(array) -> tensor_pb2.Tensor:
-    """Encode an array as a ``Tensor``: float64 stays float64, anything else becomes float32.
+def to_tensor(array, name="array") -> tensor_pb2.Tensor:
+    """Encode an array as a ``Tensor``: float64 stays float64, float16/32 become float32.
 
     Parameters
     ----------
     array : array-like
-        Numbers; integer, boolean and float16 arrays are sent as float32, the precision
-        models run at.
+        Floating-point numbers. Integers and booleans are refused, as by the library
+        (:func:`wobbledetect.check_floating`): their scale is never guessed.
+    name : str, default="array"
+        What to call the array in error messages.
 
     Returns
     -------
@@ -52,11 +55,12 @@ def to_tensor(array) -> tensor_pb2.Tensor:
     array([[0., 1., 2.],
            [3., 4., 5.]])
     """
+    check_floating(array, name)
     array = np.asarray(array)
-    if array.dtype.kind not in "biuf":
+    if array.dtype.kind != "f":
         raise TensorError(
-            f"Cannot send an array of dtype {array.dtype} as a tensor; pass numbers "
-            "(float32 or float64; integers and booleans are sent as float32)."
+            f"Cannot send {name} of dtype {array.dtype} as a tensor; pass float32 or "
+            "float64 numbers."
         )
     if array.ndim == 0 or array.size == 0:
         raise TensorError(
@@ -94,7 +98,9 @@ def from_tensor(tensor, *, name="tensor") -> np.ndarray:
     if dtype is None:
         raise TensorError(
             f"{name}.dtype is {_dtype_name(tensor.dtype)}; use DTYPE_FLOAT32 or "
-            "DTYPE_FLOAT64."
+            "DTYPE_FLOAT64. Integer data (e.g. 8-bit pixels) must be scaled to the "
+            "model's input range first (e.g. uint8 / 255 as float32): its scale is never "
+            "guessed."
         )
     shape = tuple(int(d) for d in tensor.shape)
     if not 1 <= len(shape) <= MAX_NDIM:

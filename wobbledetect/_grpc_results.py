@@ -3,22 +3,56 @@ arrays and numbers, converted from the ``wobbledetect.v1`` messages."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _exceptions
 from ._grpc_codec import from_tensor
+from ._levene import DIRECTIONS as _LIBRARY_DIRECTIONS
+from ._levene import LeveneBackdoorDetector
 from .v1 import screening_pb2 as pb
 
-__all__ = ["ModelInfo", "WobblinessResult", "CandidateResult", "ScreenResult", "DIRECTIONS"]
+__all__ = [
+    "ModelInfo", "WobblinessResult", "CandidateResult", "ScreenResult", "ScreenWarning",
+    "DIRECTIONS", "direction_name",
+]
 
-#: The detector's ``direction`` values and their wire codes.
+#: The detector's ``direction`` values (the library's ``DIRECTIONS``) and their wire
+#: codes, ``"two-sided"`` <-> ``DIRECTION_TWO_SIDED``.
 DIRECTIONS = {
-    "smoother": pb.DIRECTION_SMOOTHER,
-    "wobblier": pb.DIRECTION_WOBBLIER,
-    "two-sided": pb.DIRECTION_TWO_SIDED,
+    name: pb.Direction.Value("DIRECTION_" + name.upper().replace("-", "_"))
+    for name in _LIBRARY_DIRECTIONS
 }
 _DIRECTION_NAMES = {code: name for name, code in DIRECTIONS.items()}
+#: What ``DIRECTION_UNSPECIFIED`` means: the detector's default.
+DEFAULT_DIRECTION = inspect.signature(LeveneBackdoorDetector).parameters["direction"].default
+
+
+def direction_name(code, field="direction"):
+    """The library's name of a wire ``Direction``; unspecified is the detector's default.
+
+    Examples
+    --------
+    >>> from wobbledetect._grpc_results import direction_name
+    >>> direction_name(0), direction_name(3)
+    ('smoother', 'two-sided')
+    >>> direction_name(7)
+    Traceback (most recent call last):
+    ...
+    ValueError: direction is 7, not a Direction; use DIRECTION_SMOOTHER (the default), ...
+    """
+    if code == pb.DIRECTION_UNSPECIFIED:
+        return DEFAULT_DIRECTION
+    try:
+        return _DIRECTION_NAMES[code]
+    except KeyError:
+        valid = ", ".join(pb.Direction.Name(c) for c in _DIRECTION_NAMES)
+        raise ValueError(
+            f"{field} is {code}, not a Direction; use DIRECTION_SMOOTHER (the default), "
+            f"or one of {valid}."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -99,6 +133,31 @@ class CandidateResult:
 
 
 @dataclass(frozen=True)
+class ScreenWarning:
+    """A warning the server's detector raised, in the library's words.
+
+    Attributes
+    ----------
+    category : str
+        The library's warning class, e.g. ``"DegenerateWobblinessWarning"``.
+    message : str
+    candidate_index : int or None
+        The candidate set concerned; None for the clean reference.
+    """
+
+    category: str
+    message: str
+    candidate_index: int | None = None
+
+    def as_warning(self):
+        """The library's warning instance (:class:`~wobbledetect.WobbledetectWarning` if unknown)."""
+        category = getattr(_exceptions, self.category, None)
+        if not (isinstance(category, type) and issubclass(category, _exceptions.WobbledetectWarning)):
+            category = _exceptions.WobbledetectWarning
+        return category(self.message)
+
+
+@dataclass(frozen=True)
 class ScreenResult:
     """The outcome of :meth:`ScreeningClient.screen`.
 
@@ -114,6 +173,9 @@ class ScreenResult:
         What the server used (``seed``: the one passed, or the one it drew).
     clean_wobbliness : ndarray or None
         W of each clean input, when ``return_wobbliness=True``.
+    warnings : list of ScreenWarning
+        What the statistics had little or nothing to work with (also issued as Python
+        warnings by :meth:`ScreeningClient.screen`).
     """
 
     candidates: list
@@ -127,6 +189,7 @@ class ScreenResult:
     direction: str
     device: str
     clean_wobbliness: np.ndarray | None = field(default=None, repr=False)
+    warnings: list = field(default_factory=list)
 
 
 def model_info(message, created=None):
@@ -158,10 +221,18 @@ def screen_result(response):
         n_reference=response.n_reference,
         n_reference_outliers=response.n_reference_outliers,
         sigma=response.sigma, n_samples=response.n_samples, alpha=response.alpha,
-        seed=response.seed, direction=_DIRECTION_NAMES.get(response.direction, "smoother"),
+        seed=response.seed,
+        direction=_DIRECTION_NAMES.get(response.direction, f"unknown ({response.direction})"),
         device=response.device,
         clean_wobbliness=(
             from_tensor(response.clean_wobbliness) if response.HasField("clean_wobbliness")
             else None
         ),
+        warnings=[
+            ScreenWarning(
+                w.category, w.message,
+                w.candidate_index if w.HasField("candidate_index") else None,
+            )
+            for w in response.warnings
+        ],
     )

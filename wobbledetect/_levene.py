@@ -1,8 +1,9 @@
-"""The outlier rule of eq. (4), the Levene test of §3.2.4, and the detector built on them."""
+"""The Levene test of §3.2.4 and the detector built on it (eq. (4) is in :mod:`._sets`)."""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from numbers import Real
 
 import numpy as np
@@ -12,46 +13,15 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-__all__ = ["LeveneBackdoorDetector", "outlier_mask"]
+from ._exceptions import DegenerateWobblinessWarning
+from ._sets import MIN_SET_SIZE, candidate_warnings, outlier_mask, reference_warnings, row_warning
+
+__all__ = ["LeveneBackdoorDetector", "ScreenReport", "DIRECTIONS"]
 
 _LN10 = np.log(10.0)
 
-
-def outlier_mask(values, outlier_factor=1.5):
-    """Eq. (4): which values lie more than ``outlier_factor`` IQRs beyond the quartiles.
-
-    ``v`` is an outlier iff ``v > Q75 + f (Q75 - Q25)`` or ``v < Q25 - f (Q75 - Q25)``
-    (Frigge et al., 1989), quartiles by linear interpolation (NumPy's default). As in the
-    paper, nothing is removed when all values are equal. Note that when more than half
-    the values are equal the IQR is 0 and every other value is an outlier -- the paper's
-    rule, kept as is.
-
-    Parameters
-    ----------
-    values : array-like of shape (n,)
-        Finite values.
-    outlier_factor : float, default=1.5
-        The ``f`` above.
-
-    Returns
-    -------
-    mask : ndarray of bool, shape (n,)
-        True where the value is an outlier.
-
-    Examples
-    --------
-    >>> from wobbledetect import outlier_mask
-    >>> outlier_mask([1.0, 2.0, 3.0, 4.0, 100.0])
-    array([False, False, False, False,  True])
-    >>> outlier_mask([0.0, 0.0, 0.0, 0.0, 0.7])  # IQR 0: everything off the quartiles
-    array([False, False, False, False,  True])
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0 or np.all(values == values.flat[0]):
-        return np.zeros(values.shape, dtype=bool)
-    q25, q75 = np.percentile(values, [25, 75])
-    spread = outlier_factor * (q75 - q25)
-    return (values > q75 + spread) | (values < q25 - spread)
+#: Which difference in spread counts as a trigger (the ``direction`` parameter).
+DIRECTIONS = ("smoother", "wobblier", "two-sided")
 
 
 class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
@@ -89,6 +59,9 @@ class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
         The pooled clean W values that candidates are tested against, outliers removed.
     n_reference_outliers_ : int
         How many pooled clean values eq. (4) removed.
+    reference_warnings_ : list of DegenerateWobblinessWarning
+        What ``fit`` found wrong with the reference (issued then, too); empty when
+        nothing.
     reference_spread_ : float
         Mean absolute deviation of ``reference_`` from its centre (the quantity the
         Levene statistic compares).
@@ -107,14 +80,23 @@ class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
     Rows are sets; ``NaN`` marks a missing value, so sets smaller than ``n_features_in_``
     are padded with NaN. Degenerate cases:
 
-    - reference and candidate both constant (zero spread each): the statistic is 0/0; no
-      evidence of a difference, so ``p = 1``, score 0, class 0;
+    - a row with fewer than :data:`MIN_SET_SIZE` values after eq. (4) cannot be tested:
+      ``p`` is NaN, score 0, class 0, and a :class:`SmallSetWarning` says so; ``fit``
+      refuses a reference that small;
+    - reference and candidate both constant (zero spread each): the statistic is 0/0,
+      ``p`` is NaN, score 0, class 0, with a :class:`DegenerateWobblinessWarning`;
     - a constant candidate against a varying reference is an ordinary, valid test (often
       highly significant, in the "smoother" direction);
     - a zero-variance statistic denominator with different spreads gives ``p = 0`` and a
-      score of +-``np.finfo(float).max`` (finite, so ROC curves still work);
-    - a row with fewer than 2 finite values cannot be tested: ``p`` is NaN, score 0,
-      class 0.
+      score of +-``np.finfo(float).max`` (finite, so ROC curves still work), with a
+      :class:`DegenerateWobblinessWarning`;
+    - a reference whose W is mostly 0 or has an interquartile range of 0 (sigma too
+      small for the model), and a candidate whose IQR is 0 so that eq. (4) discarded its
+      other values, give a :class:`DegenerateWobblinessWarning` suggesting a larger sigma.
+
+    Warnings are issued by ``fit``, ``p_values``, ``score_samples``,
+    ``decision_function`` and ``predict``; :meth:`screen` returns them instead (the
+    service carries them in its response).
 
     Examples
     --------
@@ -135,7 +117,7 @@ class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
         "center": [StrOptions({"mean", "median", "trimmed"})],
         "proportiontocut": [Interval(Real, 0, 0.5, closed="left")],
         "outlier_factor": [Interval(Real, 0, None, closed="left"), None],
-        "direction": [StrOptions({"smoother", "wobblier", "two-sided"})],
+        "direction": [StrOptions(set(DIRECTIONS))],
     }
 
     def __init__(
@@ -195,22 +177,25 @@ class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
             if (reference & ~clean).any():
                 raise ValueError(
                     "The 'reference' mask selects rows labelled as triggered "
-                    f"(y == {self.classes_[1]!r}); the reference must be clean rows."
+                    f"(y == {_plain(self.classes_[1])!r}); the reference must be clean rows."
                 )
             clean = reference
         pooled = W[clean].ravel()
         pooled = pooled[np.isfinite(pooled)]
-        if pooled.size < 2:
-            raise ValueError(
-                f"The clean rows of W (y == {self.classes_[0]!r}) hold {pooled.size} "
-                "finite value(s); the reference population needs at least 2. Pass more "
-                "clean sets."
-            )
         keep = ~self._outliers(pooled)
+        if keep.sum() < MIN_SET_SIZE:
+            raise ValueError(
+                f"The clean rows of W (y == {_plain(self.classes_[0])!r}) hold {pooled.size} "
+                f"finite value(s), {int(keep.sum())} after eq. (4) removed outliers; the "
+                f"reference population needs at least {MIN_SET_SIZE}. Pass more clean sets."
+            )
         self.reference_ = pooled[keep]
         self.n_reference_outliers_ = int((~keep).sum())
         self.reference_spread_ = self._spread(self.reference_)
         self.offset_ = float(-np.log10(self.alpha))
+        self.reference_warnings_ = reference_warnings(pooled)
+        for warning in self.reference_warnings_:
+            warnings.warn(warning, stacklevel=2)
         return self
 
     def p_values(self, W):
@@ -225,7 +210,7 @@ class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
         p : ndarray of shape (n_sets,)
             NaN for rows with fewer than 2 finite values.
         """
-        return self._test(W)[0]
+        return self._tested(W)[0]
 
     def score_samples(self, W):
         """Signed evidence of a trigger: ``-log10(p)``, positive in the ``direction`` sought.
@@ -241,13 +226,8 @@ class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
             the chosen ``direction``, -1 when it differs the other way (0 for equal
             spreads); always non-negative for ``direction="two-sided"``.
         """
-        _, minus_log10_p, sign = self._test(W)
-        if self.direction == "two-sided":
-            sign = np.abs(sign)
-        elif self.direction == "wobblier":
-            sign = -sign
-        score = sign * minus_log10_p
-        return np.nan_to_num(score, nan=0.0, posinf=np.finfo(float).max, neginf=-np.finfo(float).max)
+        _, minus_log10_p, sign = self._tested(W)
+        return self._signed(minus_log10_p, sign)
 
     def decision_function(self, W):
         """``score_samples(W) - offset_``: positive exactly when a row is flagged.
@@ -277,7 +257,66 @@ class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
         flagged = self.decision_function(W) > 0
         return self.classes_[flagged.astype(int)]
 
+    def screen(self, W, *, names=None):
+        """Test every row once: p-values, scores, classes and warnings, none issued.
+
+        What ``p_values``, ``decision_function`` and ``predict`` give, from one test
+        per row, with the warnings those would issue *returned* (the reference's from
+        ``fit`` first), so that a caller -- the gRPC service, a report -- can carry them.
+
+        Parameters
+        ----------
+        W : array-like of shape (n_sets, n_features_in_)
+        names : list of str or None, default=None
+            What to call each row in warning messages; default ``"row i of W"``.
+
+        Returns
+        -------
+        ScreenReport
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from wobbledetect import LeveneBackdoorDetector
+        >>> rng = np.random.RandomState(0)
+        >>> det = LeveneBackdoorDetector().fit(rng.uniform(0, 1, size=(4, 25)))
+        >>> report = det.screen(np.vstack([rng.uniform(0, 0.05, 25), np.r_[0.3, 0.2, np.full(23, np.nan)]]),
+        ...                     names=["batch A", "batch B"])
+        >>> report.labels
+        array([1, 0])
+        >>> report.p_values < 1e-6, np.isnan(report.p_values)
+        (array([ True, False]), array([False,  True]))
+        >>> [(type(w).__name__, w.row) for w in report.warnings]
+        [('SmallSetWarning', 1)]
+        """
+        p, minus_log10_p, sign, found = self._test(W, names)
+        scores = self._signed(minus_log10_p, sign) - self.offset_
+        labels = self.classes_[(scores > 0).astype(int)]
+        return ScreenReport(p, scores, labels, [*self.reference_warnings_, *found])
+
     # -- internals -------------------------------------------------------------------
+
+    def _signed(self, minus_log10_p, sign):
+        if self.direction == "two-sided":
+            sign = np.abs(sign)
+        elif self.direction == "wobblier":
+            sign = -sign
+        score = sign * minus_log10_p
+        return np.nan_to_num(score, nan=0.0, posinf=np.finfo(float).max, neginf=-np.finfo(float).max)
+
+    def _tested(self, W):
+        """:meth:`_test`, issuing its warnings (one per kind, naming the rows)."""
+        p, minus_log10_p, sign, found = self._test(W)
+        for category in dict.fromkeys(type(w) for w in found):
+            same = [w for w in found if type(w) is category]
+            if len(same) == 1:
+                warnings.warn(same[0], stacklevel=3)
+            else:
+                rows = sorted({w.row for w in same})
+                warnings.warn(category(
+                    f"{len(rows)} of {len(p)} rows of W (rows {rows}) -- the first: {same[0]}"
+                ), stacklevel=3)
+        return p, minus_log10_p, sign
 
     def _spread(self, values):
         """Mean absolute deviation from the centre: the group mean of Levene's ``z``.
@@ -296,23 +335,39 @@ class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
             return np.zeros(values.shape, dtype=bool)
         return outlier_mask(values, self.outlier_factor)
 
-    def _test(self, W):
-        """p-value, -log10(p) and the sign of (reference spread - candidate spread)."""
+    def _test(self, W, names=None):
+        """p-value, -log10(p), the sign of (reference spread - candidate spread), warnings."""
         check_is_fitted(self)
         W = validate_data(self, W, reset=False, ensure_all_finite="allow-nan")
         n = len(W)
+        if names is not None and len(names) != n:
+            raise ValueError(f"names has {len(names)} entries; W has {n} rows, one name each.")
         p = np.full(n, np.nan)
         minus_log10_p = np.zeros(n)
         sign = np.zeros(n)
+        found = []
         reference = self.reference_
         for i, row in enumerate(W):
-            candidate = row[np.isfinite(row)]
-            candidate = candidate[~self._outliers(candidate)]
-            if candidate.size < 2:
+            name = f"row {i} of W" if names is None else names[i]
+            finite = row[np.isfinite(row)]
+            candidate = finite[~self._outliers(finite)]
+            found += candidate_warnings(finite, candidate, name, i)
+            if candidate.size < MIN_SET_SIZE:
                 continue
             p[i], minus_log10_p[i] = self._levene(reference, candidate)
             sign[i] = np.sign(self.reference_spread_ - self._spread(candidate))
-        return p, minus_log10_p, sign
+            if np.isnan(p[i]):
+                # This says more than an IQR-0 warning the row may have got: replace it.
+                found = [w for w in found if w.row != i]
+                found.append(row_warning(DegenerateWobblinessWarning, i, (
+                    f"{name}: the set and the clean reference are both constant after "
+                    "eq. (4); the Levene statistic is 0/0, so p is NaN. Use a larger sigma.")))
+            elif p[i] == 0.0 and np.isinf(minus_log10_p[i]):
+                found.append(row_warning(DegenerateWobblinessWarning, i, (
+                    f"{name}: every value of the set and of the reference lies equally far "
+                    "from its centre; the Levene statistic is infinite and p = 0 only "
+                    "says that the spreads differ. Use larger sets or another sigma.")))
+        return p, minus_log10_p, sign, found
 
     def _levene(self, reference, candidate):
         with warnings.catch_warnings():
@@ -322,7 +377,7 @@ class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
                 reference, candidate, center=self.center, proportiontocut=self.proportiontocut
             )
         if np.isnan(statistic):
-            return 1.0, 0.0
+            return np.nan, 0.0
         if np.isinf(statistic):
             return 0.0, np.inf
         # log survival function: no underflow to p = 0 for very large statistics.
@@ -335,6 +390,34 @@ class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_class = False
         tags.classifier_tags.poor_score = True
         return tags
+
+
+@dataclass(frozen=True)
+class ScreenReport:
+    """What :meth:`LeveneBackdoorDetector.screen` finds for each row of W.
+
+    Attributes
+    ----------
+    p_values : ndarray of shape (n_sets,)
+        As :meth:`~LeveneBackdoorDetector.p_values` (NaN where untestable).
+    scores : ndarray of shape (n_sets,)
+        As :meth:`~LeveneBackdoorDetector.decision_function`.
+    labels : ndarray of shape (n_sets,)
+        As :meth:`~LeveneBackdoorDetector.predict`.
+    warnings : list of WobbledetectWarning
+        The reference's (from ``fit``) first, then the rows'; each has a ``row``
+        attribute: the row it concerns, None for the reference.
+    """
+
+    p_values: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    warnings: list
+
+
+def _plain(label):
+    """A NumPy scalar label as the Python value it holds (for messages)."""
+    return label.item() if hasattr(label, "item") else label
 
 
 def _clean_rows(y):

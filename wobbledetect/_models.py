@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._exceptions import ModelNotFittedError, ModelOutputError
+from ._exceptions import InputShapeError, ModelNotFittedError, ModelOutputError
 
-__all__ = ["ClassPredictor", "make_predictor", "resolve_device"]
+__all__ = ["ClassPredictor", "make_predictor", "resolve_device", "trial_forward"]
 
 #: Sessions of in-memory ONNX models kept, least recently used dropped first.
 ONNX_CACHE_SIZE = 4
@@ -93,8 +93,14 @@ class ClassPredictor:
         raise NotImplementedError
 
     def predict_classes(self, batch: torch.Tensor) -> torch.Tensor:
-        """Eq. (1): the index of the highest score of each row, as int64 on ``device``."""
-        return self.scores(batch).argmax(dim=1)
+        """Eq. (1): the index of the highest score of each row, as int64 on ``device``.
+
+        A row whose scores are not all finite gets ``n_classes`` (one past the last
+        class), so that the vote counter sees it without a device synchronisation.
+        """
+        scores = self.scores(batch)
+        finite = torch.isfinite(scores).all(dim=1)
+        return torch.where(finite, scores.argmax(dim=1), scores.shape[1])
 
 
 class TorchPredictor(ClassPredictor):
@@ -348,6 +354,24 @@ def _is_skorch_net(model) -> bool:
     except ImportError:  # pragma: no cover - skorch is a dependency
         return False
     return isinstance(model, NeuralNet)
+
+
+def trial_forward(predictor, inputs) -> int:
+    """Run the model once on a few clean ``inputs`` (float32 NumPy); return ``n_classes``."""
+    # A copy: the inputs may be read-only (e.g. np.frombuffer), which torch warns about.
+    batch = torch.from_numpy(inputs.copy()).to(predictor.device)
+    try:
+        scores = predictor.scores(batch)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        if isinstance(exc, (InputShapeError, ModelNotFittedError)):
+            raise
+        raise InputShapeError(
+            f"The model failed on a float32 batch of shape {tuple(batch.shape)} "
+            f"({type(exc).__name__}: {exc}). If X holds sets of inputs, or the model "
+            "takes another shape, pass input_shape=... (one input's shape); the "
+            "model must accept float32."
+        ) from exc
+    return check_scores(scores, len(inputs))
 
 
 def check_scores(scores, n_rows: int) -> int:

@@ -15,7 +15,8 @@ voted the same class and the 95% upper confidence bound on its minority vote mas
 ``sequential_tol``. Smooth inputs -- triggered ones, where the paper's premise holds --
 then cost a fraction of the forwards. Because noise is keyed by (input, block), stopping
 never changes the draws of any input that goes on -- and the counts of any tolerance can
-be replayed from the per-block counts of one full run (:func:`replay_sequential`).
+be replayed from the per-block counts of one full run (:mod:`._sequential`). Sequential
+stopping is optional and off by default: the benchmarks found that it rarely pays.
 """
 
 from __future__ import annotations
@@ -24,25 +25,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._exceptions import ModelOutputError
 from ._noise import NOISE_BLOCK, block_seed, noise_blocks, row_digests
+from ._sequential import minority_bound
 
-__all__ = ["count_votes", "minority_bound", "replay_sequential", "counts_until_stop"]
-
-#: Confidence of the sequential stopping bound.
-SEQUENTIAL_CONFIDENCE = 0.95
-
-
-def minority_bound(m):
-    """Upper 95% confidence bound on the minority vote mass after ``m`` unanimous copies.
-
-    Examples
-    --------
-    >>> from wobbledetect._votes import minority_bound
-    >>> minority_bound([64, 128]).round(4)
-    array([0.0457, 0.0231])
-    """
-    return 1.0 - (1.0 - SEQUENTIAL_CONFIDENCE) ** (1.0 / np.asarray(m, dtype=float))
-
+__all__ = ["count_votes"]
 
 def count_votes(
     predictor,
@@ -93,6 +80,7 @@ def count_votes(
         (zero for the blocks an input did not draw).
     """
     device = predictor.device
+    n_counted = n_classes + 1  # the last column counts copies whose scores were not finite
     digests = row_digests(X)
     # Identical rows get identical noise, hence identical votes: compute each once.
     unique, first, inverse = np.unique(digests, axis=0, return_index=True, return_inverse=True)
@@ -103,7 +91,7 @@ def count_votes(
     blocks = noise_blocks(n_samples)
     # A counter slot per input, or per (input, block) with per_block.
     n_slot_blocks = len(blocks) if per_block else 1
-    counts = torch.zeros(n_unique * n_slot_blocks * n_classes, dtype=torch.int64, device=device)
+    counts = torch.zeros(n_unique * n_slot_blocks * n_counted, dtype=torch.int64, device=device)
     # Room for one forward batch plus the block that overflows it.
     buffer = torch.empty((batch_size + NOISE_BLOCK, *input_shape), dtype=torch.float32, device=device)
     owner = torch.empty(batch_size + NOISE_BLOCK, dtype=torch.int64, device=device)
@@ -118,7 +106,7 @@ def count_votes(
         draw(pending, inputs)
         pending.clear()
         classes = predictor.predict_classes(buffer[:n]).to(device=device, dtype=torch.int64)
-        counts.index_add_(0, owner[:n] * n_classes + classes, ones[:n])
+        counts.index_add_(0, owner[:n] * n_counted + classes, ones[:n])
         rest = fill - n
         if rest:  # drawn rows of a block that overflowed this forward
             buffer[:rest] = buffer[n:fill].clone()
@@ -142,7 +130,7 @@ def count_votes(
                 if fill:  # votes of this round must be in before deciding who stops
                     forward(fill)
                 if minority_bound(drawn) <= sequential_tol:
-                    per_input = counts.view(n_unique, n_slot_blocks, n_classes)
+                    per_input = counts.view(n_unique, n_slot_blocks, n_counted)
                     per_input = per_input[torch.from_numpy(active).to(device)].sum(dim=1)
                     unanimous = (per_input.max(dim=1).values == drawn).cpu().numpy()
                     bar.update(int(unanimous.sum()) * (len(blocks) - b - 1))
@@ -152,86 +140,25 @@ def count_votes(
     finally:
         draw.close()
         bar.close()
-    counts = counts.view(n_unique, n_slot_blocks, n_classes)
+    counts = counts.view(n_unique, n_slot_blocks, n_counted).cpu().numpy()
+    _check_finite_votes(counts[..., -1], counts.sum(axis=(1, 2)), sigma)
+    counts = counts[..., :n_classes]
     if not per_block:
         counts = counts[:, 0]
-    return counts.cpu().numpy()[inverse.reshape(-1)]
+    return counts[inverse.reshape(-1)]
 
 
-def replay_sequential(block_counts, sequential_tol):
-    """The counts sequential stopping would have given, from the per-block counts of a full run.
-
-    Noise is keyed by (input, block), so an input's first blocks are the same draws
-    whether or not it stops after them: stopping with ``sequential_tol`` keeps an input's
-    blocks up to the first round at which it is unanimous with
-    ``minority_bound(copies so far) <= sequential_tol`` (never after the last block), and
-    drops the rest. This gives exactly what :func:`count_votes` with ``sequential_tol``
-    returns, for any number of tolerances from one full run.
-
-    Parameters
-    ----------
-    block_counts : ndarray of shape (..., n_blocks, n_classes)
-        Per-block votes of a run without sequential stopping (``per_block=True``).
-    sequential_tol : float
-        The tolerance to replay.
-
-    Returns
-    -------
-    counts : ndarray of shape (..., n_classes), int64
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from wobbledetect import replay_sequential
-    >>> blocks = np.array([[[64, 0], [63, 1], [58, 0]],    # unanimous after block 0: stops
-    ...                    [[63, 1], [64, 0], [58, 0]]])   # never unanimous: all 186 copies
-    >>> replay_sequential(blocks, 0.05)
-    array([[ 64,   0],
-           [185,   1]])
-    """
-    block_counts = np.asarray(block_counts)
-    if block_counts.ndim < 2 or not np.issubdtype(block_counts.dtype, np.integer):
-        raise ValueError(
-            f"block_counts must be integer votes of shape (..., n_blocks, n_classes), got "
-            f"{block_counts.dtype} of shape {block_counts.shape}; use "
-            "vote_counts(X, per_block=True)."
+def _check_finite_votes(invalid, drawn, sigma):
+    """Refuse votes taken on NaN or infinite scores: W would silently count them as class 0."""
+    per_input = invalid.sum(axis=-1)
+    if per_input.any():
+        raise ModelOutputError(
+            f"The model returned NaN or infinite scores for {int(per_input.sum())} of "
+            f"{int(drawn.sum())} noisy copies ({int((per_input > 0).sum())} of "
+            f"{len(per_input)} distinct inputs) at sigma={sigma:g}; their votes, and so W, "
+            "are undefined. Check the model for operations that are undefined off the "
+            "data (e.g. Sqrt or Log of negative values), or use a smaller sigma."
         )
-    if not 0 < sequential_tol < 1:
-        raise ValueError(f"sequential_tol must be in (0, 1), got {sequential_tol!r}.")
-    per_block = block_counts.sum(axis=-1).reshape(-1, block_counts.shape[-2])
-    if len(per_block) and (per_block != per_block[:1]).any():
-        raise ValueError(
-            "block_counts must come from a run without sequential stopping (every input "
-            "with the same copies per block); refit with sequential_tol=None."
-        )
-    cumulative = np.cumsum(block_counts, axis=-2)
-    drawn = cumulative.sum(axis=-1)  # copies after each block
-    unanimous = cumulative.max(axis=-1) == drawn
-    stops = unanimous & (minority_bound(np.maximum(drawn, 1)) <= sequential_tol)
-    return counts_until_stop(cumulative, stops)
-
-
-def counts_until_stop(cumulative, stops):
-    """Each input's cumulative counts at the first block where ``stops`` is true.
-
-    The last block ends every input. The common tail of :func:`replay_sequential` and of
-    any other stopping rule replayed on per-block counts.
-
-    Parameters
-    ----------
-    cumulative : ndarray of shape (..., n_blocks, n_classes)
-        Votes summed over the blocks so far (``np.cumsum(block_counts, axis=-2)``).
-    stops : ndarray of bool, shape (..., n_blocks)
-        Where the rule would stop the input, after each block.
-
-    Returns
-    -------
-    counts : ndarray of shape (..., n_classes)
-    """
-    stops = np.array(stops, dtype=bool)
-    stops[..., -1] = True
-    last = np.argmax(stops, axis=-1)
-    return np.take_along_axis(cumulative, last[..., None, None], axis=-2)[..., 0, :]
 
 
 class _NoiseDrawer:

@@ -14,9 +14,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._exceptions import InputShapeError
 from ._inference import INFERENCE_PATHS, accelerate
-from ._models import check_scores, make_predictor, resolve_device
+from ._inputs import check_bool, check_floating, check_input_shape, check_inputs
+from ._models import make_predictor, resolve_device, trial_forward
 from ._noise import base_seed
 from ._votes import count_votes
 
@@ -109,21 +109,16 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
     entropy : {"plugin", "miller-madow"}, default="plugin"
         Entropy estimator, see :func:`vote_entropy`. The paper uses ``"plugin"``.
     inference : {"auto", "eager", "onnx", "frozen", "channels_last", "compile"}, default="auto"
-        How a torch model (or skorch net) runs. ``"auto"`` picks the fastest path for
-        the device -- on a CPU an internal ONNX export run by onnxruntime, then a frozen
-        TorchScript graph, then ``channels_last`` -- keeping the first that builds and
-        votes like eager torch on a check batch of noisy copies (at most a 0.2% share of
-        votes may differ, for float rounding at exact near-ties; measured 0 on our nets).
-        A path that fails the check is never used. Ignored for ONNX models and callables.
+        How a torch model (or skorch net) runs. ``"auto"``: the fastest path for the
+        device (on a CPU: onnxruntime, then frozen TorchScript, then ``channels_last``)
+        that votes like eager torch on a check batch of noisy copies
+        (:mod:`wobbledetect._inference`). Ignored for ONNX models and callables.
     sequential_tol : float or None, default=None
-        Sequential sampling: stop drawing copies of an input once every copy so far
-        voted the same class and the 95% upper bound on the minority vote mass,
-        ``1 - 0.05**(1/m)`` after ``m`` copies, is at most ``sequential_tol``. Copies are
-        drawn in blocks of 64, so ``0.05`` stops unanimous inputs after 64 copies (W is 0
-        then). Smooth -- e.g. triggered -- inputs cost far fewer forwards; but at small
-        sigma an input's rare minority votes can be what the detector needs, so check
-        the AUC with and without it (``benchmarks/sequential.py``; README, Performance).
-        None (the paper's procedure) always draws ``n_samples``.
+        Optional, off by default: stop drawing copies of an input once all so far voted
+        alike and the 95% bound on its minority vote mass is at most ``sequential_tol``
+        (see :mod:`wobbledetect._votes`). It rarely pays: on the Fig. 6 nets it saved
+        3x only where it also cost AUC (docs/performance.md). None, the paper's
+        procedure, always draws ``n_samples``.
     verbose : bool, default=False
         Show a progress bar while computing W.
 
@@ -236,18 +231,20 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
         self : WobblinessTransformer
         """
         self._validate_params()
-        input_shape = self._checked_input_shape()
+        input_shape = check_input_shape(self.input_shape)
         predictor = make_predictor(self.model, self.device)
+        check_floating(X)  # before validate_data, which would cast integers to float64
         X = validate_data(
             self, X, allow_nd=True, dtype=[np.float32, np.float64], ensure_all_finite=False
         )
-        _check_finite(X)
         if input_shape is None:
             input_shape = predictor.input_shape or tuple(X.shape[1:])
+        inputs, _ = check_inputs(
+            X, input_shape, hint=", or pass the model's per-input shape as input_shape=..."
+        )
         self.input_shape_ = input_shape
         self.n_features_in_ = int(np.prod(input_shape))
-        inputs, _ = self._as_inputs(X)
-        self.n_classes_ = self._trial_forward(predictor, inputs[:2])
+        self.n_classes_ = trial_forward(predictor, inputs[:2])
         # A few real inputs to check fast paths against eager votes, now and after unpickling.
         self._check_inputs = torch.from_numpy(inputs[:4].copy())
         predictor = self._accelerated(predictor)
@@ -293,7 +290,7 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
             With ``per_block``, shape (..., n_blocks, n_classes_), ``n_blocks =
             ceil(n_samples / 64)``.
         """
-        per_block = _check_bool(per_block, "per_block")
+        per_block = check_bool(per_block, "per_block")
         counts, lead_shape = self._votes(X, per_block=per_block)
         return counts.reshape(*lead_shape, *counts.shape[1:])
 
@@ -317,8 +314,7 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
 
     def _votes(self, X, per_block=False):
         check_is_fitted(self)
-        X = self._validate_transform_input(X)
-        inputs, lead_shape = self._as_inputs(X)
+        inputs, lead_shape = self._validate_transform_input(X)
         seed = base_seed(check_random_state(self.random_state))
         counts = count_votes(
             self._predictor(),
@@ -335,6 +331,8 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
         return counts, lead_shape
 
     def _validate_transform_input(self, X):
+        """``(inputs, lead shape)`` of :func:`check_inputs`, after sklearn's own checks."""
+        check_floating(X)  # before check_array, which would cast integers to float64
         checked = check_array(
             X, allow_nd=True, dtype=[np.float32, np.float64], ensure_all_finite=False,
             input_name="X",
@@ -344,49 +342,7 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
             checked = validate_data(
                 self, X, reset=False, dtype=[np.float32, np.float64], ensure_all_finite=False
             )
-        _check_finite(checked)
-        return checked
-
-    def _as_inputs(self, X):
-        """Reshape X to ``(n_inputs, *input_shape_)`` float32; also return the lead shape."""
-        shape = self.input_shape_
-        lead = X.shape[: X.ndim - len(shape)]
-        if tuple(X.shape[X.ndim - len(shape) :]) != tuple(shape) or len(lead) not in (1, 2):
-            raise InputShapeError(
-                f"X has shape {X.shape}, but with input_shape={shape} it must be "
-                f"(n_inputs, {', '.join(map(str, shape))}) or "
-                f"(n_sets, set_size, {', '.join(map(str, shape))}). Reshape X, or pass "
-                "the model's per-input shape as input_shape=... to WobblinessTransformer."
-            )
-        inputs = np.ascontiguousarray(X.reshape(-1, *shape), dtype=np.float32)
-        return inputs, lead
-
-    def _trial_forward(self, predictor, inputs):
-        # A copy: X may be read-only (e.g. np.frombuffer), which torch warns about.
-        batch = torch.from_numpy(inputs.copy()).to(predictor.device)
-        try:
-            scores = predictor.scores(batch)
-        except (RuntimeError, ValueError, TypeError) as exc:
-            if isinstance(exc, InputShapeError) or type(exc).__name__ == "ModelNotFittedError":
-                raise
-            raise InputShapeError(
-                f"The model failed on a float32 batch of shape {tuple(batch.shape)} "
-                f"({type(exc).__name__}: {exc}). If X holds sets of inputs, or the model "
-                "takes another shape, pass input_shape=... (one input's shape); the "
-                "model must accept float32."
-            ) from exc
-        return check_scores(scores, len(inputs))
-
-    def _checked_input_shape(self):
-        if self.input_shape is None:
-            return None
-        shape = tuple(self.input_shape)
-        if not shape or not all(isinstance(d, Integral) and d > 0 for d in shape):
-            raise ValueError(
-                f"The 'input_shape' parameter must be a non-empty tuple of positive ints, "
-                f"e.g. (1, 28, 28); got {self.input_shape!r}."
-            )
-        return tuple(int(d) for d in shape)
+        return check_inputs(checked, self.input_shape_)
 
     def _predictor(self):
         if getattr(self, "predictor_", None) is None:  # after unpickling
@@ -439,29 +395,3 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
         super().__setstate__(state)
         if "input_shape_" in state:
             self.predictor_ = None
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}.")
-    return bool(value)
-
-
-def _check_finite(X):
-    """Refuse NaN, inf, and float64 values that float32 -- the model's dtype -- cannot hold."""
-    bad = ~np.isfinite(X)
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"Input X contains {int(bad.sum())} NaN or inf value(s), the first at index "
-            f"{where}; W is only defined for finite inputs. Drop or repair those inputs."
-        )
-    if X.dtype != np.float32:
-        big = np.abs(X) > np.finfo(np.float32).max
-        if big.any():
-            where = tuple(int(i) for i in np.argwhere(big)[0])
-            raise ValueError(
-                f"Input X contains {int(big.sum())} value(s) beyond float32's range, the "
-                f"first {float(X[where])!r} at index {where}; the model runs in float32, where "
-                "they would become inf. Rescale X to the model's input range."
-            )

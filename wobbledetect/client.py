@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 
 import grpc
 
@@ -22,6 +23,7 @@ from ._grpc_results import (
     CandidateResult,
     ModelInfo,
     ScreenResult,
+    ScreenWarning,
     WobblinessResult,
     model_info,
     screen_result,
@@ -35,6 +37,7 @@ __all__ = [
     "WobblinessResult",
     "CandidateResult",
     "ScreenResult",
+    "ScreenWarning",
     "ServiceCallError",
 ]
 
@@ -250,7 +253,7 @@ class ScreeningClient:
         WobblinessResult
         """
         request = pb.ComputeWobblinessRequest(
-            model_id=model_id, inputs=to_tensor(X), return_vote_frequencies=vote_frequencies,
+            model_id=model_id, inputs=to_tensor(X, "X"), return_vote_frequencies=vote_frequencies,
             **_noise_fields(sigma, n_samples, seed),
         )
         response = self._call("ComputeWobbliness", request, timeout=timeout)
@@ -275,10 +278,11 @@ class ScreeningClient:
         ----------
         model_id : str
         clean : array-like of shape (n_clean, *input_shape)
-            Clean inputs (at least 2); their W values form the reference.
+            Clean floating-point inputs (at least :data:`wobbledetect.MIN_SET_SIZE`,
+            3); their W values form the reference.
         candidates : array-like or list of array-like
             One candidate set of shape ``(set_size, *input_shape)``, or a list of them
-            (sizes may differ; at least 2 inputs each).
+            (sizes may differ; at least 3 inputs each).
         sigma, n_samples, seed
             As in :meth:`compute_wobbliness`.
         alpha : float or None
@@ -296,24 +300,27 @@ class ScreeningClient:
         Returns
         -------
         ScreenResult
+            Its ``warnings`` -- a reference or a set with little or nothing to test --
+            are also issued as the library's warnings
+            (:class:`~wobbledetect.DegenerateWobblinessWarning`,
+            :class:`~wobbledetect.SmallSetWarning`).
         """
         if direction not in DIRECTIONS:
             raise ValueError(
                 f"The 'direction' parameter must be one of {sorted(DIRECTIONS)}; got {direction!r}."
             )
-        if isinstance(candidates, (list, tuple)):
-            candidate_tensors = [to_tensor(c) for c in candidates]
-        else:
-            candidate_tensors = [to_tensor(candidates)]
+        if not isinstance(candidates, (list, tuple)):
+            candidates = [candidates]
+        candidate_tensors = [to_tensor(c, f"candidates[{i}]") for i, c in enumerate(candidates)]
         request = pb.ScreenRequest(
-            model_id=model_id, clean=to_tensor(clean), candidates=candidate_tensors,
+            model_id=model_id, clean=to_tensor(clean, "clean"), candidates=candidate_tensors,
             direction=DIRECTIONS[direction], return_wobbliness=return_wobbliness,
             **_noise_fields(sigma, n_samples, seed),
         )
         if alpha is not None:
             request.alpha = alpha
         if on_progress is None:
-            return screen_result(self._call("Screen", request, timeout=timeout))
+            return _warned(screen_result(self._call("Screen", request, timeout=timeout)))
         response = None
         try:
             for event in self._stub.ScreenStream(
@@ -325,7 +332,14 @@ class ScreeningClient:
                     response = event.result
         except grpc.RpcError as exc:
             raise ServiceCallError(exc.code(), exc.details(), "ScreenStream") from None
-        return screen_result(response)
+        if response is None:
+            raise ServiceCallError(
+                grpc.StatusCode.UNKNOWN,
+                "the stream ended without a result event (the server must send one last); "
+                "retry, and report it if it persists.",
+                "ScreenStream",
+            )
+        return _warned(screen_result(response))
 
     # -- internals -------------------------------------------------------------------
 
@@ -338,6 +352,13 @@ class ScreeningClient:
             return method(request, timeout=self._timeout(timeout), metadata=self._metadata)
         except grpc.RpcError as exc:
             raise ServiceCallError(exc.code(), exc.details(), name) from None
+
+
+def _warned(result):
+    """Issue the result's warnings as the library would have, in process; return it."""
+    for warning in result.warnings:
+        warnings.warn(warning.as_warning(), stacklevel=3)
+    return result
 
 
 def _model_bytes(model) -> bytes:

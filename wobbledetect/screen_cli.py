@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-__all__ = ["register", "format_table", "TOKEN_ENV"]
+__all__ = ["register", "format_table", "format_warnings", "TOKEN_ENV"]
 
 #: Environment variable holding the client's token (keeps it out of ``ps``).
 TOKEN_ENV = "WOBBLEDETECT_TOKEN"
@@ -58,25 +58,49 @@ def _load(path, what):
         raise SystemExit(f"wobbledetect screen: cannot read {what} {path!r} as a .npy array: {exc}")
 
 
-def _read(path):
+def _read(path, what=None):
     if path is None:
         return None
-    with open(path, "rb") as handle:
-        return handle.read()
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise SystemExit(f"wobbledetect screen: cannot read {what or 'file'} {path!r}: {exc.strerror}")
 
 
 def _token(args):
     if args.token:
         return args.token
     if args.token_file:
-        with open(args.token_file, encoding="utf-8") as handle:
-            return handle.read().strip()
+        return _read(args.token_file, "--token-file").decode("utf-8").strip()
     return os.environ.get(TOKEN_ENV) or None
 
 
+def _checked(batch, option, path, input_shape, max_lead):
+    """The library's checks of a batch, named by the option and file it came from."""
+    from . import check_inputs, check_set_size
+
+    name = f"{option} {path}"
+    inputs, _ = check_inputs(batch, input_shape, name=name, max_lead=max_lead)
+    check_set_size(inputs, name)
+
+
+def format_warnings(result, names) -> list:
+    """One line per warning of the screen, naming the file of the set it concerns."""
+    lines = []
+    for w in result.warnings:
+        where = "clean reference" if w.candidate_index is None else names[w.candidate_index]
+        lines.append(f"warning ({where}): {w.category}: {w.message}")
+    return lines
+
+
 def _run(args):
+    import warnings
+
+    from . import WobbledetectError, WobbledetectWarning, check_floating
     from .client import ScreeningClient, ServiceCallError
 
+    model_bytes = _read(args.model, "--model")
     clean = _load(args.clean, "--clean")
     candidates = [_load(path, "--candidate") for path in args.candidate]
     names = [os.path.basename(path) for path in args.candidate]
@@ -87,28 +111,36 @@ def _run(args):
               file=sys.stderr, flush=True)
 
     try:
+        check_floating(clean, f"--clean {args.clean}")  # before anything is uploaded
+        for path, batch in zip(args.candidate, candidates):
+            check_floating(batch, f"--candidate {path}")
         with ScreeningClient(
-            args.server, token=_token(args), root_certificates=_read(args.tls_ca),
-            tls=args.tls, client_certificate=_read(args.tls_cert),
-            client_key=_read(args.tls_key), server_name=args.server_name,
+            args.server, token=_token(args), root_certificates=_read(args.tls_ca, "--tls-ca"),
+            tls=args.tls, client_certificate=_read(args.tls_cert, "--tls-cert"),
+            client_key=_read(args.tls_key, "--tls-key"), server_name=args.server_name,
             timeout=args.timeout,
         ) as client:
-            model = client.upload_model(args.model)
-            result = client.screen(
-                model.model_id, clean, candidates, sigma=args.sigma, n_samples=args.n_samples,
-                alpha=args.alpha, seed=args.seed, direction=args.direction,
-                on_progress=progress if show_progress else None,
-            )
+            model = client.upload_model(model_bytes)
+            _checked(clean, "--clean", args.clean, model.input_shape, max_lead=2)
+            for path, batch in zip(args.candidate, candidates):
+                _checked(batch, "--candidate", path, model.input_shape, max_lead=1)
+            with warnings.catch_warnings():  # printed below, naming the files
+                warnings.simplefilter("ignore", WobbledetectWarning)
+                result = client.screen(
+                    model.model_id, clean, candidates, sigma=args.sigma,
+                    n_samples=args.n_samples, alpha=args.alpha, seed=args.seed,
+                    direction=args.direction, on_progress=progress if show_progress else None,
+                )
     except ServiceCallError as exc:
         print(f"wobbledetect screen: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except (WobbledetectError, ValueError) as exc:
         print(f"wobbledetect screen: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(_as_json(result, names, model), indent=2))
     else:
-        print(format_table(result, names, model))
+        print("\n".join([format_table(result, names, model), *format_warnings(result, names)]))
     return 0
 
 
@@ -121,11 +153,21 @@ def _as_json(result, names, model):
         "clean": {"summary": result.clean_summary, "n_reference": result.n_reference,
                   "n_reference_outliers": result.n_reference_outliers},
         "candidates": [
-            {"name": name, "p_value": c.p_value, "score": c.score, "triggered": c.triggered,
-             "summary": c.summary}
+            {"name": name, "p_value": _number(c.p_value), "score": c.score,
+             "triggered": c.triggered, "summary": c.summary}
             for name, c in zip(names, result.candidates)
         ],
+        "warnings": [
+            {"category": w.category, "message": w.message,
+             "candidate": None if w.candidate_index is None else names[w.candidate_index]}
+            for w in result.warnings
+        ],
     }
+
+
+def _number(value):
+    """A float for JSON: NaN (an untestable set) becomes null, which every parser reads."""
+    return None if value != value else value
 
 
 def register(subparsers):

@@ -1,4 +1,10 @@
-"""How many computations run at once, and how many may wait, first come first served."""
+"""How many computations run at once, and how many may wait, first come first served.
+
+Computations are the screens (``Screen``, ``ScreenStream``, ``ComputeWobbliness``) and
+the check of an uploaded model (``UploadModel`` loads the model into onnxruntime and
+runs it once): the same kind of work, with memory of the order of the model's size, so
+one :class:`Admission` bounds them together.
+"""
 
 from __future__ import annotations
 
@@ -51,18 +57,23 @@ class Admission:
         """Requests waiting for a slot."""
         return len(self._waiting)
 
+    def refuse_if_full(self) -> None:
+        """Raise the RESOURCE_EXHAUSTED that :meth:`slot` would raise now, if it would.
+
+        For requests that do work before their computation: an upload refused at once,
+        before its bytes are received, rather than after.
+        """
+        with self._condition:
+            if self._full():
+                raise self._busy()
+
     @contextmanager
     def slot(self, is_active):
         """Hold a slot for the ``with`` block; ``is_active()`` is False once the client left."""
         with self._condition:
             if self.running >= self.max_running or self._waiting:
-                if len(self._waiting) >= self.max_queued:
-                    raise resource_exhausted(
-                        f"The server is busy: {self.running} computations running and "
-                        f"{len(self._waiting)} waiting (max_concurrent_screens="
-                        f"{self.max_running}, max_queued_screens={self.max_queued}). "
-                        "Retry later."
-                    )
+                if self._full():
+                    raise self._busy()
                 ticket = object()
                 self._waiting.append(ticket)
                 try:
@@ -80,3 +91,16 @@ class Admission:
             with self._condition:
                 self.running -= 1
                 self._condition.notify_all()
+
+    def _full(self) -> bool:
+        """No slot free and no place in the queue (call holding the condition)."""
+        busy = self.running >= self.max_running or bool(self._waiting)
+        return busy and len(self._waiting) >= self.max_queued
+
+    def _busy(self):
+        return resource_exhausted(
+            f"The server is busy: {self.running} computations running and "
+            f"{len(self._waiting)} waiting (screens and checks of uploaded models; "
+            f"max_concurrent_screens={self.max_running}, max_queued_screens="
+            f"{self.max_queued}). Retry later."
+        )

@@ -8,6 +8,8 @@ import logging
 import grpc
 from grpc_health.v1 import health
 
+from .decoding import rebuild_handler
+
 __all__ = ["BearerTokenInterceptor", "UNAUTHENTICATED_METHODS"]
 
 logger = logging.getLogger(__name__)
@@ -73,7 +75,11 @@ def _bearer(metadata):
 
 
 def _refusal(handler, why):
-    """A handler of the same kind as ``handler`` that answers UNAUTHENTICATED."""
+    """A handler of the same kind as ``handler`` that answers UNAUTHENTICATED.
+
+    It takes the request as raw bytes (no deserializer): the body of a call that is
+    refused is never parsed, so a body that is not protobuf is refused just the same.
+    """
     message = (
         f"Unauthenticated: the call carried {why}. Send the metadata "
         "'authorization: Bearer <token>' with a token this server accepts."
@@ -82,14 +88,4 @@ def _refusal(handler, why):
     def abort(request_or_iterator, context):
         context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(
-            abort, handler.request_deserializer, handler.response_serializer)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(
-            abort, handler.request_deserializer, handler.response_serializer)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(
-            abort, handler.request_deserializer, handler.response_serializer)
-    return grpc.unary_unary_rpc_method_handler(
-        abort, handler.request_deserializer, handler.response_serializer)
+    return rebuild_handler(handler, abort, request_deserializer=None)

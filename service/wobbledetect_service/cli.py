@@ -115,9 +115,9 @@ def register(subparsers):
         help="run the gRPC screening service (model store, W, backdoor screens)",
         description="Serve wobbledetect.v1.ScreeningService: clients upload ONNX models and "
         "screen candidate inputs against clean ones. Health checking (grpc.health.v1) and "
-        "server reflection are on. SIGTERM shuts down gracefully. Listening on a "
-        "non-loopback address needs --token/--token-file/" + TOKENS_ENV + " or "
-        "--tls-client-ca, unless --insecure.",
+        "server reflection (grpc.reflection.v1 and v1alpha) are on. SIGTERM shuts down "
+        "gracefully. Listening on a non-loopback address needs --token/--token-file/"
+        + TOKENS_ENV + " or --tls-client-ca, unless --insecure.",
     )
     serve.add_argument("--address", default="127.0.0.1:50051",
                        help="HOST:PORT to listen on (default: 127.0.0.1:50051; port 0: any free port)")
@@ -141,7 +141,8 @@ def register(subparsers):
                         help=f"largest ONNX model (default: {defaults.max_model_bytes // MiB}MiB)")
     limits.add_argument("--max-concurrent-screens", type=int,
                         default=defaults.max_concurrent_screens,
-                        help=f"computations at once (default: {defaults.max_concurrent_screens})")
+                        help="computations at once: screens and checks of uploaded models "
+                        f"(default: {defaults.max_concurrent_screens})")
     limits.add_argument("--max-queued-screens", type=int, default=defaults.max_queued_screens,
                         help="computations waiting for a slot before RESOURCE_EXHAUSTED "
                         f"(default: {defaults.max_queued_screens})")

@@ -31,9 +31,12 @@ class ServiceLimits:
     max_forwards : int, default=50_000_000
         Most forward passes one request may cost, ``n_inputs * n_samples``.
     max_concurrent_screens : int, default=2
-        Computations (``Screen``, ``ScreenStream``, ``ComputeWobbliness``) running at once.
+        Computations running at once: ``Screen``, ``ScreenStream``, ``ComputeWobbliness``,
+        and the check of a model received by ``UploadModel`` (it loads and runs the
+        model); receiving an upload's bytes takes no slot.
     max_queued_screens : int, default=32
-        Computations waiting for a slot; one more is refused with ``RESOURCE_EXHAUSTED``.
+        Computations waiting for a slot; one more is refused with ``RESOURCE_EXHAUSTED``
+        (an upload is refused before its bytes are received).
     chunk_forwards : int, default=16384
         Forward passes computed between two checks for cancellation (and two progress
         events): W is computed in chunks of ``max(1, chunk_forwards // n_samples)``

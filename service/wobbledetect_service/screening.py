@@ -78,6 +78,7 @@ class ScreenOutcome:
     n_reference: int
     n_reference_outliers: int
     device: str
+    warnings: list  # the library's warnings (``row``: candidate index, None: the reference)
 
 
 def iter_wobbliness(
@@ -138,20 +139,22 @@ def iter_screen(
     W_clean, *W_candidates = np.split(outcome.wobbliness, np.cumsum(sizes)[:-1])
     width = max(sizes)
     detector = LeveneBackdoorDetector(alpha=alpha, direction=direction)
+    # fit issues its warning about the reference (``serve`` mutes the category: the
+    # response carries it); screen() returns it with the candidates' own.
     detector.fit(_pad(W_clean, width)[None])
     rows = np.stack([_pad(w, width) for w in W_candidates])
-    p_values = detector.p_values(rows)
-    scores = detector.decision_function(rows)
-    flagged = detector.predict(rows) == detector.classes_[1]
+    report = detector.screen(rows, names=[f"candidates[{i}]" for i in range(len(rows))])
+    flagged = report.labels == detector.classes_[1]
     yield ScreenOutcome(
         clean_wobbliness=W_clean,
         candidates=[
             CandidateOutcome(float(p), float(s), bool(f), w)
-            for p, s, f, w in zip(p_values, scores, flagged, W_candidates)
+            for p, s, f, w in zip(report.p_values, report.scores, flagged, W_candidates)
         ],
         n_reference=int(detector.reference_.size),
         n_reference_outliers=int(detector.n_reference_outliers_),
         device=outcome.device,
+        warnings=report.warnings,
     )
 
 

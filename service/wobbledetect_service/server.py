@@ -7,17 +7,20 @@ import logging
 import os
 import signal
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from wobbledetect import WobbledetectWarning
 from wobbledetect.v1 import screening_pb2, screening_pb2_grpc
 
 from .auth import BearerTokenInterceptor
+from .decoding import RequestDecodingInterceptor
 from .limits import ServiceLimits
+from .reflection import enable_reflection
 from .servicer import ScreeningServicer
 from .store import ModelStore
 
@@ -146,9 +149,12 @@ def build_server(
 
     servicer = ScreeningServicer(store, limits, device=device)
     workers = limits.max_concurrent_screens + limits.max_queued_screens + SPARE_THREADS
+    # Authentication first: a refused call's body is never parsed.
+    interceptors = [BearerTokenInterceptor(tokens)] if tokens else []
+    interceptors.append(RequestDecodingInterceptor())
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wobbledetect-rpc"),
-        interceptors=[BearerTokenInterceptor(tokens)] if tokens else None,
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", limits.max_message_bytes),
@@ -162,9 +168,7 @@ def build_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((SERVICE_NAME, health.SERVICE_NAME), server)  # v1 and v1alpha
     try:
         if tls_cert is not None:
             credentials = grpc.ssl_server_credentials(
@@ -200,6 +204,9 @@ def serve(address, *, grace=30.0, on_ready=None, **options) -> int:
         Keyword arguments of :func:`build_server`.
     """
     built = build_server(address, **options)
+    # The detector's warnings (a reference with nothing to compare, ...) travel in each
+    # ScreenResponse; in this process, which serve owns, they would only fill stderr.
+    warnings.filterwarnings("ignore", category=WobbledetectWarning)
     threads = share_cpu_threads(built.servicer.limits.max_concurrent_screens)
     logger.info("%d CPU thread(s) per concurrent computation", threads)
     stop = threading.Event()
@@ -231,7 +238,7 @@ def share_cpu_threads(max_concurrent_screens: int) -> int:
     W draws its noise on ``torch.get_num_threads()`` threads; two screens at once, each
     on every core, make the cores switch between twice as many threads as they have.
     ``benchmarks/service_load.py`` on 2 cores with 2 screens at once: 6-29 % more
-    screens/s with one thread each (README, Load). Called by :func:`serve`, which owns
+    screens/s with one thread each (docs/service.md, Load). Called by :func:`serve`, which owns
     its process; a server embedded with :func:`create_server` leaves the host's
     setting alone. Honours a lower ``OMP_NUM_THREADS`` / ``torch.set_num_threads``.
 

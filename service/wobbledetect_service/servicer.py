@@ -18,8 +18,15 @@ import threading
 import grpc
 import numpy as np
 
-from wobbledetect import LeveneBackdoorDetector, WobbledetectError, WobblinessTransformer
+from wobbledetect import (
+    LeveneBackdoorDetector,
+    WobbledetectError,
+    WobblinessTransformer,
+    check_inputs,
+    check_set_size,
+)
 from wobbledetect._grpc_codec import TensorError, from_tensor, to_tensor
+from wobbledetect._grpc_results import DIRECTIONS, direction_name
 from wobbledetect.v1 import screening_pb2 as pb
 from wobbledetect.v1 import screening_pb2_grpc, tensor_pb2
 
@@ -42,13 +49,6 @@ DEFAULT_ALPHA = float(LeveneBackdoorDetector().alpha)
 #: meaningless, and past float32's range it would overflow to inf.
 MAX_SIGMA = 1e6
 
-_DIRECTIONS = {
-    pb.DIRECTION_UNSPECIFIED: ("smoother", pb.DIRECTION_SMOOTHER),
-    pb.DIRECTION_SMOOTHER: ("smoother", pb.DIRECTION_SMOOTHER),
-    pb.DIRECTION_WOBBLIER: ("wobblier", pb.DIRECTION_WOBBLIER),
-    pb.DIRECTION_TWO_SIDED: ("two-sided", pb.DIRECTION_TWO_SIDED),
-}
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class Stats:
@@ -126,6 +126,10 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
 
     @_rpc
     def UploadModel(self, request_iterator, context):
+        # The bytes stream to a file (memory: one message); the check that follows loads
+        # and runs the model, so it takes an admission slot like a screen. When neither
+        # a slot nor a place in the queue is free, refuse before receiving the bytes.
+        self.admission.refuse_if_full()
         with self.store.upload() as upload:
             for request in request_iterator:
                 if request.expected_model_id:
@@ -137,7 +141,7 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
                         )
                     upload.expected_id = expected
                 upload.write(request.chunk)
-            info, created = upload.commit()
+            info, created = upload.commit(admit=lambda: self.admission.slot(context.is_active))
         return pb.UploadModelResponse(model=_model_message(info), created=created)
 
     @_rpc
@@ -203,20 +207,13 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
         alpha = _alpha(request)
         direction, direction_code = _direction(request)
         clean, _ = _inputs(request, "clean", info.input_shape, max_lead=2)
-        if len(clean) < 2:
-            raise invalid_argument(
-                f"clean holds {len(clean)} input; the reference needs at least 2 clean inputs."
-            )
+        _check_set_size(clean, "clean")
         if not request.candidates:
             raise invalid_argument("candidates is empty; send at least one candidate set.")
         candidates = []
         for i, tensor in enumerate(request.candidates):
             candidate, _ = _inputs(tensor, f"candidates[{i}]", info.input_shape, max_lead=1)
-            if len(candidate) < 2:
-                raise invalid_argument(
-                    f"candidates[{i}] holds {len(candidate)} input; a candidate set needs "
-                    "at least 2 inputs for the Levene test."
-                )
+            _check_set_size(candidate, f"candidates[{i}]")
             candidates.append(candidate)
         self._check_work(len(clean) + sum(len(c) for c in candidates), n_samples)
 
@@ -313,32 +310,17 @@ def _inputs(message, name, input_shape, *, max_lead):
     else:
         tensor = getattr(message, name)
     try:
-        array = from_tensor(tensor, name=name)
-    except TensorError as exc:
+        return check_inputs(from_tensor(tensor, name=name), input_shape, name=name,
+                            max_lead=max_lead)
+    except (TensorError, WobbledetectError) as exc:  # the library's own checks and words
         raise invalid_argument(str(exc)) from None
-    k = len(input_shape)
-    lead = array.shape[: array.ndim - k]
-    if tuple(array.shape[array.ndim - k :]) != tuple(input_shape) or not 1 <= len(lead) <= max_lead:
-        forms = f"(n_inputs, {', '.join(map(str, input_shape))})"
-        if max_lead == 2:
-            forms += f" or (n_sets, set_size, {', '.join(map(str, input_shape))})"
-        raise invalid_argument(
-            f"{name} has shape {list(array.shape)}, but the model takes inputs of shape "
-            f"{list(input_shape)}: send {forms}."
-        )
-    bad = ~np.isfinite(array)
-    if bad.any():
-        where = [int(i) for i in np.argwhere(bad)[0]]
-        raise invalid_argument(
-            f"{name} holds {int(bad.sum())} NaN or inf value(s), the first at index {where}; "
-            "W is only defined for finite inputs."
-        )
-    if array.dtype == np.float64 and np.abs(array).max() > _FLOAT32_MAX:
-        raise invalid_argument(
-            f"{name} holds float64 values beyond float32's range (|x| > {_FLOAT32_MAX:.4g}); "
-            "models run in float32, where they would be inf."
-        )
-    return array.reshape(-1, *input_shape), lead
+
+
+def _check_set_size(inputs, name):
+    try:
+        check_set_size(inputs, name)
+    except WobbledetectError as exc:
+        raise invalid_argument(str(exc)) from None
 
 
 def _alpha(request):
@@ -352,13 +334,12 @@ def _alpha(request):
 
 
 def _direction(request):
+    """The library's direction name and its wire code (never DIRECTION_UNSPECIFIED)."""
     try:
-        return _DIRECTIONS[request.direction]
-    except KeyError:
-        raise invalid_argument(
-            f"direction is {request.direction}, not a Direction; use DIRECTION_SMOOTHER "
-            "(the default), DIRECTION_WOBBLIER or DIRECTION_TWO_SIDED."
-        ) from None
+        name = direction_name(request.direction)
+    except ValueError as exc:
+        raise invalid_argument(str(exc)) from None
+    return name, DIRECTIONS[name]
 
 
 def _model_message(info: ModelInfo) -> pb.Model:
@@ -386,4 +367,8 @@ def _screen_response(outcome, request, *, sigma, n_samples, seed, alpha, directi
             result.wobbliness.CopyFrom(to_tensor(candidate.wobbliness))
     if request.return_wobbliness:
         response.clean_wobbliness.CopyFrom(to_tensor(outcome.clean_wobbliness))
+    for warning in outcome.warnings:
+        added = response.warnings.add(category=type(warning).__name__, message=str(warning))
+        if warning.row is not None:
+            added.candidate_index = warning.row
     return response

@@ -7,17 +7,29 @@ Layout under the store folder::
     quarantine/             files found under models/ whose bytes do not match their name
 
 The disk is the only state. An upload streams into ``tmp/`` while it is hashed, is
-fsynced, checked (``onnx.checker``, weights inline, one float32 input of a fixed
-per-input shape, a trial run through the library), then renamed into ``models/`` and
-the folder fsynced -- so after a crash a model is either complete under ``models/`` or
-absent, and whatever is left in ``tmp/`` belongs to no one. Each upload holds an
+fsynced, checked from its file (``onnx.checker``, weights inline, one float32 input of
+a fixed per-input shape, a trial run through the library; see :mod:`.checks`), then
+hard-linked into ``models/`` and the folder fsynced -- so after a crash a model is
+either complete under ``models/`` or absent, and whatever is left in ``tmp/`` belongs
+to no one. Commits of one id are serialised (a lock per id in the process; across
+processes sharing the folder, ``os.link`` fails when the name exists), so of several
+uploads of the same bytes exactly one reports ``created``. Each upload holds an
 exclusive ``flock`` on its temporary file; opening a store deletes the temporary files
 nobody holds (those of a killed process) and leaves those of a live server sharing the
-folder alone. Only ONNX is ever read back: nothing is unpickled.
+folder alone.
+
+The store never serves bytes that do not hash to their id: every read for a
+computation (:meth:`ModelStore.read`) hashes the bytes it returns, and ``get``/``list``
+check a file again (hash and checks) whenever its inode, size, mtime or ctime differ
+from when it was last checked. A file that fails is moved to ``quarantine/`` (logged)
+and its id answers NOT_FOUND, asking for the model to be uploaded again. Only ONNX is
+ever read back: nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
@@ -25,12 +37,14 @@ import os
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+import grpc
 
-from .errors import invalid_argument, not_found, resource_exhausted
+from .checks import inspect_onnx
+from .errors import ServiceError, invalid_argument, not_found, resource_exhausted
 
 __all__ = ["ModelStore", "ModelInfo", "Upload", "check_model_id", "inspect_onnx"]
 
@@ -94,7 +108,9 @@ class ModelStore:
         for folder in (self.root, self.models_dir, self.tmp_dir):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._info: dict[str, ModelInfo] = {}
+        # id -> (info, the stat key of the file whose bytes were checked)
+        self._info: dict[str, tuple[ModelInfo, tuple]] = {}
+        self._id_locks: dict[str, list] = {}  # id -> [RLock, holders and waiters]
         self.removed_partial = self._remove_abandoned_uploads()
         for model_id in self._ids_on_disk():
             try:
@@ -105,29 +121,39 @@ class ModelStore:
     # -- reading ---------------------------------------------------------------------
 
     def get(self, model_id: str) -> ModelInfo:
-        """Info of a stored model; INVALID_ARGUMENT for a malformed id, NOT_FOUND if absent."""
+        """Info of a stored model; INVALID_ARGUMENT for a malformed id, NOT_FOUND if absent
+        (or if its file no longer hashes to its id: it is then quarantined)."""
         check_model_id(model_id)
-        path = self._path(model_id)
-        if not path.is_file():
-            with self._lock:
-                self._info.pop(model_id, None)
-            raise not_found(
-                f"No model with id {model_id} in this store; upload it with UploadModel "
-                "(ListModels shows what is stored)."
-            )
+        try:
+            key = _stat_key(os.stat(self._path(model_id)))
+        except FileNotFoundError:
+            self._forget(model_id)
+            raise self._absent(model_id) from None
         with self._lock:
-            info = self._info.get(model_id)
-        if info is None:
-            info = self._first_sight(model_id, path)
-        return info
+            cached = self._info.get(model_id)
+        if cached is not None and cached[1] == key:
+            return cached[0]
+        with self._id_lock(model_id):
+            return self._check_file(model_id)
 
     def read(self, model_id: str) -> tuple[ModelInfo, bytes]:
-        """Info and bytes of a stored model (NOT_FOUND if it was deleted meanwhile)."""
+        """Info and bytes of a stored model, the bytes' hash checked against the id.
+
+        NOT_FOUND if it was deleted meanwhile, or if the bytes no longer hash to the id
+        (the file is then quarantined).
+        """
         info = self.get(model_id)
         try:
-            return info, self._path(model_id).read_bytes()
+            with open(self._path(model_id), "rb") as handle:
+                data = handle.read()
+                key = _stat_key(os.fstat(handle.fileno()))
         except FileNotFoundError:
             raise not_found(f"The model {model_id} was deleted while this request ran.") from None
+        if hashlib.sha256(data).hexdigest() != model_id:
+            with self._id_lock(model_id):
+                self._quarantine(model_id, key)
+            raise _replaced(model_id)
+        return info, data
 
     def list(self) -> list[ModelInfo]:
         """Every usable stored model, ordered by id."""
@@ -148,8 +174,8 @@ class ModelStore:
     def delete(self, model_id: str) -> None:
         """Remove a model; NOT_FOUND if it is not stored."""
         check_model_id(model_id)
-        with self._lock:
-            self._info.pop(model_id, None)
+        with self._id_lock(model_id):
+            self._forget(model_id)
             try:
                 self._path(model_id).unlink()
             except FileNotFoundError:
@@ -171,38 +197,110 @@ class ModelStore:
             ids.append(model_id)
         return ids
 
-    def _first_sight(self, model_id: str, path: Path) -> ModelInfo:
-        """Check a file the store has not looked at yet (at startup, or copied in later)."""
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != model_id:
-            self.quarantine_dir.mkdir(mode=0o700, exist_ok=True)
-            os.replace(path, self.quarantine_dir / path.name)
-            _fsync_dir(self.models_dir)
-            logger.error("%s does not hash to its name; moved to %s", path, self.quarantine_dir)
-            raise not_found(f"No model with id {model_id} in this store (its file was corrupt).")
-        input_shape, n_classes = inspect_onnx(data)
-        info = ModelInfo(
-            model_id=model_id,
-            size_bytes=len(data),
-            input_shape=input_shape,
-            n_classes=n_classes,
-            upload_time_unix=int(path.stat().st_mtime),
-        )
+    @contextlib.contextmanager
+    def _id_lock(self, model_id: str):
+        """Serialise checks, commits, quarantines and deletes of one id (re-entrant)."""
         with self._lock:
-            self._info[model_id] = info
+            entry = self._id_locks.setdefault(model_id, [threading.RLock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._lock:
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._id_locks[model_id]
+
+    def _absent(self, model_id: str) -> ServiceError:
+        if (self.quarantine_dir / self._path(model_id).name).exists():
+            return _replaced(model_id)  # say why it is gone, and what to do
+        return not_found(
+            f"No model with id {model_id} in this store; upload it with UploadModel "
+            "(ListModels shows what is stored)."
+        )
+
+    def _forget(self, model_id: str) -> None:
+        with self._lock:
+            self._info.pop(model_id, None)
+
+    def _check_file(self, model_id: str, *, rehash: bool = False) -> ModelInfo:
+        """Hash and check the file of ``model_id`` unless the bytes checked last are still
+        there (same stat key; ``rehash`` hashes anyway). Hold the id's lock."""
+        path = self._path(model_id)
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            self._forget(model_id)
+            raise self._absent(model_id) from None
+        with handle:
+            status = os.fstat(handle.fileno())
+            key = _stat_key(status)
+            with self._lock:
+                cached = self._info.get(model_id)
+            if cached is not None and cached[1] == key and not rehash:
+                return cached[0]  # another thread checked this file meanwhile
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()  # streamed
+        if digest != model_id:
+            self._quarantine(model_id, key)
+            raise _replaced(model_id)
+        if cached is not None:
+            info = cached[0]  # same bytes as checked before (touched, or copied again)
+        else:
+            input_shape, n_classes = inspect_onnx(path)
+            info = ModelInfo(model_id, status.st_size, input_shape, n_classes,
+                             int(status.st_mtime))
+        with self._lock:
+            self._info[model_id] = (info, key)
         return info
 
-    def _commit(self, temp_path: Path, model_id: str, size: int) -> tuple[ModelInfo, bool]:
+    def _quarantine(self, model_id: str, key: tuple) -> None:
+        """Move the file of ``model_id`` to quarantine/ if it is still the one with stat
+        ``key`` (a newer file is checked when next read). Hold the id's lock."""
+        self._forget(model_id)
+        path = self._path(model_id)
+        try:
+            if _stat_key(os.stat(path)) != key:
+                return
+        except FileNotFoundError:
+            return
+        self.quarantine_dir.mkdir(mode=0o700, exist_ok=True)
+        target = self.quarantine_dir / path.name
+        if target.exists():  # keep what an earlier quarantine set aside
+            target = self.quarantine_dir / f"{path.name}.{time.time_ns()}"
+        os.replace(path, target)
+        _fsync_dir(self.models_dir)
+        logger.error("%s does not hash to its name (corrupt, or replaced on disk); moved to %s",
+                     path, target)
+
+    def _commit(self, temp_path: Path, model_id: str, size: int,
+                admit=contextlib.nullcontext) -> tuple[ModelInfo, bool]:
         final = self._path(model_id)
-        if final.is_file():
-            return self.get(model_id), False
-        data = temp_path.read_bytes()
-        input_shape, n_classes = inspect_onnx(data)
-        with self._lock:
-            os.replace(temp_path, final)
+        with self._id_lock(model_id):
+            if os.path.lexists(final):
+                try:  # the same bytes were stored before: check they still are
+                    return self._check_file(model_id, rehash=True), False
+                except ServiceError as exc:
+                    if exc.code != grpc.StatusCode.NOT_FOUND:
+                        raise
+                    # Quarantined (or deleted) meanwhile: these bytes replace it.
+            with admit():  # the check runs the model: a computation like a screen
+                input_shape, n_classes = inspect_onnx(temp_path)
+            try:
+                os.link(temp_path, final)  # never replaces: fails if the name exists
+            except FileExistsError:
+                # Another server sharing this folder stored the same bytes meanwhile.
+                return self._check_file(model_id, rehash=True), False
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
+                    raise
+                os.replace(temp_path, final)  # no hard links here; the id lock still holds
+            temp_path.unlink(missing_ok=True)
             _fsync_dir(self.models_dir)
-            info = ModelInfo(model_id, size, input_shape, n_classes, int(final.stat().st_mtime))
-            self._info[model_id] = info
+            status = os.stat(final)  # after the unlink, which changes the ctime
+            info = ModelInfo(model_id, size, input_shape, n_classes, int(status.st_mtime))
+            with self._lock:
+                self._info[model_id] = (info, _stat_key(status))
         logger.info("stored model %s (%d bytes, input %s)", model_id, size, input_shape)
         return info, True
 
@@ -279,8 +377,16 @@ class Upload:
         self.hash.update(chunk)
         self.file.write(chunk)
 
-    def commit(self) -> tuple[ModelInfo, bool]:
-        """Check the model and store it; return its info and whether it is new."""
+    def commit(self, admit=contextlib.nullcontext) -> tuple[ModelInfo, bool]:
+        """Check the model and store it; return its info and whether it is new.
+
+        Parameters
+        ----------
+        admit : callable returning a context manager, default=contextlib.nullcontext
+            Entered around the model's check (which loads and runs it), e.g. a slot of
+            the server's :class:`~.admission.Admission`. Not entered when the store
+            already holds these bytes.
+        """
         if self.size == 0:
             raise invalid_argument("The upload is empty; send the ONNX file's bytes in chunks.")
         self.file.flush()
@@ -291,96 +397,24 @@ class Upload:
                 f"expected_model_id is {self.expected_id} but the {self.size} bytes received "
                 f"hash to {model_id}: the file changed or was damaged in transfer. Upload it again."
             )
-        info, created = self.store._commit(self.path, model_id, self.size)
+        info, created = self.store._commit(self.path, model_id, self.size, admit)
         self.file.close()
         return info, created
 
 
-def inspect_onnx(data: bytes) -> tuple[tuple, int]:
-    """Check that ``data`` is a model the service can screen; return (input_shape, n_classes).
-
-    INVALID_ARGUMENT, saying why, for anything else: bytes that are not an ONNX model,
-    a model ``onnx.checker`` rejects, weights in external files (they would be read from
-    the server's disk), not exactly one input, a non-float32 input, an input without a
-    fixed per-input shape, or a model that fails a trial run through the library.
-    """
-    import onnx
-
-    def not_onnx(why):
-        return invalid_argument(
-            f"The upload is not an ONNX model onnx.checker accepts ({why}). Upload the "
-            ".onnx file itself, e.g. from wobbledetect.to_onnx."
-        )
-
-    try:
-        model = onnx.load_model_from_string(data)  # parses only; reads no other file
-    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and kin
-        raise not_onnx(f"{type(exc).__name__}: {_short(exc)}") from None
-    # Before the checker, which would probe the paths external data names on this disk
-    # (and say whether they exist).
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _all_tensors(model.graph)):
-        raise invalid_argument(
-            "The model keeps weights in external data files, which the server will not "
-            "read; save it with its weights inline (onnx.save(model, path, "
-            "save_as_external_data=False))."
-        )
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:  # noqa: BLE001 - ValidationError and kin
-        raise not_onnx(f"{type(exc).__name__}: {_short(exc)}") from None
-    if not model.graph.node or not model.graph.output:
-        raise not_onnx("its graph has no nodes or no outputs")
-    weights = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in weights]
-    if len(inputs) != 1:
-        raise invalid_argument(
-            f"The model has {len(inputs)} inputs ({[i.name for i in inputs]}); the service "
-            "screens models with exactly one input, a batch of float32 tensors."
-        )
-    tensor_type = inputs[0].type.tensor_type
-    if tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        raise invalid_argument(
-            f"The model's input {inputs[0].name!r} has element type "
-            f"{onnx.TensorProto.DataType.Name(tensor_type.elem_type)}; the service feeds "
-            "float32 (export the model with a float input)."
-        )
-    dims = tensor_type.shape.dim
-    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims[1:])
-    if not shape or any(d is None or d < 1 for d in shape):
-        raise invalid_argument(
-            f"The model's input {inputs[0].name!r} has shape "
-            f"{[d.dim_param or d.dim_value for d in dims]}; the service needs a batch "
-            "dimension followed by a fixed per-input shape, e.g. ['batch', 1, 28, 28] "
-            "(wobbledetect.to_onnx(net, input_shape) exports one)."
-        )
-    from wobbledetect import WobblinessTransformer
-
-    try:
-        trial = WobblinessTransformer(data, device="cpu", input_shape=shape, n_samples=1)
-        trial.fit(np.zeros((2, *shape), dtype=np.float32))
-    except Exception as exc:  # noqa: BLE001 - onnxruntime errors, ModelOutputError, ...
-        raise invalid_argument(
-            f"The model failed its trial run on a batch of 2 zero inputs of shape {shape}: "
-            f"{type(exc).__name__}: {_short(exc)}"
-        ) from None
-    return shape, int(trial.n_classes_)
+def _stat_key(status: os.stat_result) -> tuple:
+    """What tells that a file changed: a replaced file has another inode, and writing in
+    place changes the mtime and the ctime (which no one can set back)."""
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns,
+            status.st_ctime_ns)
 
 
-def _all_tensors(graph):
-    """Every TensorProto of a graph: initializers and node attributes, subgraphs included."""
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                yield attribute.t
-            yield from attribute.tensors
-            if attribute.HasField("g"):
-                yield from _all_tensors(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _all_tensors(subgraph)
+def _replaced(model_id: str) -> ServiceError:
+    return not_found(
+        f"The stored file of model {model_id} no longer hashes to that id: it was "
+        "corrupted or replaced on disk, and has been moved to the store's quarantine/ "
+        "folder. Upload the model again with UploadModel."
+    )
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -389,8 +423,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _short(exc, limit=300):
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -25,7 +25,7 @@ def test_fashion_mnist_from_the_original_files(data_dir, lab_cache):
     np.testing.assert_array_equal(np.bincount(y_train), np.full(10, 6000))
     np.testing.assert_array_equal(np.bincount(y_test), np.full(10, 1000))
     assert X_train.min() == 0.0 and X_train.max() == 1.0
-    # The README's checks: pixel mean and std over the training set.
+    # The checks of docs/lab.md: pixel mean and std over the training set.
     assert X_train.mean() == pytest.approx(0.2860, abs=5e-5)
     assert X_train.std() == pytest.approx(0.3530, abs=5e-5)
     assert y_test[:5].tolist() == [9, 2, 1, 1, 6]

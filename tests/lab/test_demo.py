@@ -31,6 +31,12 @@ def test_small_demo_writes_its_numbers_and_figures(tmp_path):
     for name in ("boxplot.png", "roc.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
     assert any(line.startswith("ROC AUC") for line in lines)
+    # The grid's small sigmas warn; the demo counts the warnings, one line per kind.
+    counted = saved["library_warnings_in_sigma_search"]
+    assert set(counted) <= {"DegenerateWobblinessWarning", "SmallSetWarning"}
+    for category, entry in counted.items():
+        assert sum(line.startswith("the detector warned during the sigma search: "
+                                   f"{entry['count']} {category}(s)") for line in lines) == 1
 
 
 def test_cli_requires_a_command(capsys):

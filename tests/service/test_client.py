@@ -83,7 +83,7 @@ def test_errors_name_the_status_and_the_servers_reason(address, tiny_model):
         with pytest.raises(ServiceCallError) as bad:
             client.screen(model_id, np.zeros((4, 2, 2)), np.zeros((4, 2, 2)))
         assert bad.value.code == grpc.StatusCode.INVALID_ARGUMENT
-        assert "clean has shape [4, 2, 2]" in bad.value.details
+        assert "clean has shape (4, 2, 2), but the model takes inputs of shape (1, 2, 2)" in bad.value.details
         with pytest.raises(ServiceCallError) as late:
             client.compute_wobbliness(model_id, np.zeros((2000, *TINY_SHAPE)) + np.arange(2000)[
                 :, None, None, None], n_samples=5000, timeout=0.5)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from wobbledetect import MIN_SET_SIZE
 from wobbledetect._grpc_codec import to_tensor
 from wobbledetect.v1 import screening_pb2 as pb
 from wobbledetect.v1 import tensor_pb2
@@ -43,7 +44,7 @@ class Cases:
     # -- valid building blocks -------------------------------------------------------
 
     def batch(self, n=None, dtype=None):
-        n = n or self.rng.randint(2, 7)
+        n = n or self.rng.randint(MIN_SET_SIZE, 7)
         dtype = dtype or (np.float32 if self.rng.rand() < 0.5 else np.float64)
         return to_tensor(self.rng.normal(size=(n, *TINY_SHAPE)).astype(dtype))
 
@@ -196,7 +197,7 @@ class Cases:
         field.CopyFrom(self.batch(n=int(self.rng.randint(17, 25))))
         if method != "ComputeWobbliness":  # stay within max_inputs = 32
             del request.candidates[:]
-            request.candidates.append(self.batch(n=2))
+            request.candidates.append(self.batch(n=MIN_SET_SIZE))
         request.n_samples = 64  # >= 17 * 64 = 1088 forwards > max_forwards = 1024
         return method, request, EXHAUSTED
 
@@ -223,12 +224,13 @@ class Cases:
         del request.candidates[:]
         return str(self.rng.choice(["Screen", "ScreenStream"])), request, INVALID
 
-    def set_of_one(self):
+    def set_too_small(self):
         request = self.screen()
+        small = self.batch(n=int(self.rng.randint(1, MIN_SET_SIZE)))
         if self.rng.rand() < 0.5:
-            request.clean.CopyFrom(self.batch(n=1))
+            request.clean.CopyFrom(small)
         else:
-            request.candidates[self.rng.randint(len(request.candidates))].CopyFrom(self.batch(n=1))
+            request.candidates[self.rng.randint(len(request.candidates))].CopyFrom(small)
         return str(self.rng.choice(["Screen", "ScreenStream"])), request, INVALID
 
     # -- model ids -------------------------------------------------------------------
@@ -323,7 +325,7 @@ class Cases:
         "too_many_inputs": "max_inputs", "too_much_work": "max_forwards",
         "message_too_large": "larger than max", "alpha_invalid": "alpha is",
         "direction_unknown": "not a Direction", "candidates_empty": "candidates is empty",
-        "set_of_one": "holds 1 input", "model_id_malformed": "model_id",
+        "set_too_small": "the Levene test needs at least", "model_id_malformed": "model_id",
         "model_id_unknown": "No model with id", "upload_not_onnx": "not an ONNX model",
         "upload_truncated": "not an ONNX model", "upload_empty": "upload is empty",
         "upload_too_large": "max_model_bytes", "upload_wrong_expected_id": "damaged in transfer",
@@ -336,7 +338,7 @@ class Cases:
         "shape_wrong_per_input", "shape_too_many_leading_dims", "values_nan_or_inf",
         "values_beyond_float32", "tensor_missing", "sigma_invalid", "n_samples_not_positive",
         "n_samples_over_limit", "too_many_inputs", "too_much_work", "message_too_large",
-        "alpha_invalid", "direction_unknown", "candidates_empty", "set_of_one",
+        "alpha_invalid", "direction_unknown", "candidates_empty", "set_too_small",
         "model_id_malformed", "model_id_unknown", "upload_not_onnx", "upload_truncated",
         "upload_empty", "upload_too_large", "upload_wrong_expected_id",
         "upload_malformed_expected_id", "upload_unusable_onnx",
@@ -380,7 +382,9 @@ def test_malformed_requests_get_the_right_status_and_the_server_stays_healthy(tm
         for service in ("", "wobbledetect.v1.ScreeningService"):
             status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
             assert status == health_pb2.HealthCheckResponse.SERVING
-        response = stub.Screen(cases.screen(n_candidates=2))
+        request = cases.screen(n_candidates=2)
+        request.sigma, request.n_samples = 1.0, 64  # enough noise for W to vary: a real test
+        response = stub.Screen(request)
         assert len(response.candidates) == 2 and 0 <= response.candidates[0].p_value <= 1
         listed = stub.ListModels(pb.ListModelsRequest()).models
         assert [m.model_id for m in listed] == [model_id]  # no failed upload was kept

@@ -75,7 +75,50 @@ def _upload_and_screen(client, model_bytes):
 def test_reflection_lists_the_services(server):
     database = ProtoReflectionDescriptorDatabase(server.channel)
     assert set(database.get_services()) == {
-        SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+        SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection"}
+
+
+def _ask_v1(channel, **request_fields):
+    """One request to grpc.reflection.v1 (the method path current grpcurl and Postman use),
+    written with the v1alpha message classes: the two versions share their wire format."""
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    call = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    (response,) = call(iter([reflection_pb2.ServerReflectionRequest(**request_fields)]),
+                       timeout=10)
+    return response
+
+
+def test_reflection_v1_lists_the_services(server):
+    response = _ask_v1(server.channel, list_services="")
+    assert {s.name for s in response.list_services_response.service} == {
+        SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection"}
+
+
+def test_reflection_v1_describes_the_service_and_itself(server):
+    files = {}
+    for symbol in (SERVICE, "grpc.reflection.v1.ServerReflection"):
+        response = _ask_v1(server.channel, file_containing_symbol=symbol)
+        assert response.WhichOneof("message_response") == "file_descriptor_response", response
+        for blob in response.file_descriptor_response.file_descriptor_proto:
+            proto = descriptor_pb2.FileDescriptorProto.FromString(blob)
+            files[proto.name] = proto
+    pool = descriptor_pool.DescriptorPool()
+    for name in ("wobbledetect/v1/tensor.proto", "wobbledetect/v1/screening.proto",
+                 "grpc/reflection/v1/reflection.proto"):
+        pool.Add(files[name])
+    screening = pool.FindServiceByName(SERVICE)
+    assert screening.methods_by_name["ScreenStream"].output_type.full_name == (
+        "wobbledetect.v1.ScreenEvent")
+    v1 = pool.FindServiceByName("grpc.reflection.v1.ServerReflection")
+    method = v1.methods_by_name["ServerReflectionInfo"]
+    assert method.input_type.full_name == "grpc.reflection.v1.ServerReflectionRequest"
+    assert method.client_streaming and method.server_streaming
 
 
 def test_a_generic_client_calls_the_service_from_reflection_alone(server, tiny_model):

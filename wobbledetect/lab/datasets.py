@@ -225,7 +225,7 @@ def _fashion_mnist_source(data_dir):
     if missing:
         raise FileNotFoundError(
             f"{folder} holds only part of Fashion-MNIST: {', '.join(missing)} missing. "
-            "Put the four original .gz files there (see the README's 'Data' section)."
+            "Put the four original .gz files there (see docs/lab.md, 'Data')."
         )
     return folder
 

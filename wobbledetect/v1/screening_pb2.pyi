@@ -175,7 +175,7 @@ class CandidateResult(_message.Message):
     def __init__(self, index: _Optional[int] = ..., p_value: _Optional[float] = ..., score: _Optional[float] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., summary: _Optional[_Union[WobblinessSummary, _Mapping]] = ..., wobbliness: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class ScreenResponse(_message.Message):
-    __slots__ = ("candidates", "clean_summary", "n_reference", "n_reference_outliers", "sigma", "n_samples", "alpha", "seed", "direction", "device", "clean_wobbliness")
+    __slots__ = ("candidates", "clean_summary", "n_reference", "n_reference_outliers", "sigma", "n_samples", "alpha", "seed", "direction", "device", "clean_wobbliness", "warnings")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     CLEAN_SUMMARY_FIELD_NUMBER: _ClassVar[int]
     N_REFERENCE_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +187,7 @@ class ScreenResponse(_message.Message):
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     CLEAN_WOBBLINESS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[CandidateResult]
     clean_summary: WobblinessSummary
     n_reference: int
@@ -198,7 +199,18 @@ class ScreenResponse(_message.Message):
     direction: Direction
     device: str
     clean_wobbliness: _tensor_pb2.Tensor
-    def __init__(self, candidates: _Optional[_Iterable[_Union[CandidateResult, _Mapping]]] = ..., clean_summary: _Optional[_Union[WobblinessSummary, _Mapping]] = ..., n_reference: _Optional[int] = ..., n_reference_outliers: _Optional[int] = ..., sigma: _Optional[float] = ..., n_samples: _Optional[int] = ..., alpha: _Optional[float] = ..., seed: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., device: _Optional[str] = ..., clean_wobbliness: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    warnings: _containers.RepeatedCompositeFieldContainer[ScreenWarning]
+    def __init__(self, candidates: _Optional[_Iterable[_Union[CandidateResult, _Mapping]]] = ..., clean_summary: _Optional[_Union[WobblinessSummary, _Mapping]] = ..., n_reference: _Optional[int] = ..., n_reference_outliers: _Optional[int] = ..., sigma: _Optional[float] = ..., n_samples: _Optional[int] = ..., alpha: _Optional[float] = ..., seed: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., device: _Optional[str] = ..., clean_wobbliness: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[ScreenWarning, _Mapping]]] = ...) -> None: ...
+
+class ScreenWarning(_message.Message):
+    __slots__ = ("category", "message", "candidate_index")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    message: str
+    candidate_index: int
+    def __init__(self, category: _Optional[str] = ..., message: _Optional[str] = ..., candidate_index: _Optional[int] = ...) -> None: ...
 
 class ScreenProgress(_message.Message):
     __slots__ = ("inputs_done", "inputs_total")

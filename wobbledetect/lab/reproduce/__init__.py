@@ -24,6 +24,8 @@ Trained nets are shared between figures through the model cache
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 
 __all__ = ["FIGURES", "run_figure"]
 
@@ -40,8 +42,28 @@ FIGURES = {
 
 
 def run_figure(name, out_dir, **kwargs):
-    """Run figure ``name`` (a key of :data:`FIGURES`); see each module's ``run``."""
+    """Run figure ``name`` (a key of :data:`FIGURES`); see each module's ``run``.
+
+    A figure sweeps sigma over many sets, so the detector's warnings (a reference with W
+    mostly 0 at a small sigma, ...) would come by the hundred: they are counted instead,
+    logged in one line per kind with the first message, and added to ``<name>.json`` as
+    ``"library_warnings"``. Other warnings pass through.
+    """
     if name not in FIGURES:
         raise ValueError(f"Unknown figure {name!r}; use one of {sorted(FIGURES)}.")
+    from ..warning_counts import counting_library_warnings, summary_lines
+
     module = importlib.import_module(f"{__name__}.{FIGURES[name]}")
-    return module.run(out_dir, **kwargs)
+    with counting_library_warnings() as counted:
+        results = module.run(out_dir, **kwargs)
+    log = kwargs.get("log") or (lambda line: None)
+    for line in summary_lines(counted, name):
+        log(line)
+    if isinstance(results, dict):
+        results["library_warnings"] = counted
+        path = Path(out_dir) / f"{name.replace('-', '_')}.json"
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            stored["library_warnings"] = counted
+            path.write_text(json.dumps(stored, indent=2) + "\n")
+    return results
