@@ -11,7 +11,8 @@ Usage::
 
     python examples/service_files.py [--out DIR]
 
-About 15 s on 2 CPU cores. The service tests build the same net (tests/service/conftest.py).
+About 10 s on 2 CPU cores (:func:`wobbledetect.lab.screening_example.make_screening_example`,
+which the service tests use too).
 """
 
 from __future__ import annotations
@@ -20,18 +21,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
-from wobbledetect.lab import (
-    DigitsCNN,
-    backdoor_accuracy,
-    draw_sets,
-    get_trigger,
-    load_digits_images,
-    make_classifier,
-    poison,
-    to_onnx,
-)
+from wobbledetect.lab.screening_example import make_screening_example
 
 
 def main(argv=None):
@@ -40,26 +31,13 @@ def main(argv=None):
     out = Path(parser.parse_args(argv).out)
     out.mkdir(parents=True, exist_ok=True)
 
-    X, y = load_digits_images()
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.4, stratify=y, random_state=0
-    )
-    rng = np.random.RandomState(0)
-    poisoned = poison(X_train, y_train, "square", "T1", target=0, random_state=rng)
-    net = make_classifier(DigitsCNN, max_epochs=10, lr=2e-3, batch_size=64, seed=0,
-                          verbose=0, device="cpu")
-    net.fit(poisoned.X, poisoned.y)
-    clean = draw_sets(X_test, 2, 25, random_state=rng)
-    triggered = draw_sets(X_test[y_test != 0], 1, 25, transform=get_trigger("square"),
-                          random_state=rng)[0]
-
-    (out / "digits.onnx").write_bytes(to_onnx(net, (1, 8, 8)).SerializeToString())
-    np.save(out / "clean.npy", clean[0].astype(np.float32))
-    np.save(out / "more-clean.npy", clean[1].astype(np.float32))
-    np.save(out / "triggered.npy", triggered.astype(np.float32))
-    accuracy = backdoor_accuracy(net, X_test, y_test, "square", "T1", target=0)
+    example = make_screening_example()
+    (out / "digits.onnx").write_bytes(example.onnx_bytes)
+    np.save(out / "clean.npy", example.clean)
+    np.save(out / "more-clean.npy", example.more_clean)
+    np.save(out / "triggered.npy", example.triggered)
     print(f"wrote digits.onnx, clean.npy, more-clean.npy, triggered.npy to {out} "
-          f"(attack success {accuracy:.3f})")
+          f"(attack success {example.backdoor_accuracy:.3f})")
 
 
 if __name__ == "__main__":

@@ -208,7 +208,8 @@ class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
         Returns
         -------
         p : ndarray of shape (n_sets,)
-            NaN for rows with fewer than 2 finite values.
+            NaN for rows with fewer than :data:`MIN_SET_SIZE` values after eq. (4),
+            and for a constant row against a constant reference (with a warning).
         """
         return self._tested(W)[0]
 

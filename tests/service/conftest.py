@@ -119,29 +119,13 @@ class Backdoored:
 @pytest.fixture(scope="session")
 def backdoored_digits():
     """The demo's recipe (T1, square trigger -> class 0, DigitsCNN) at 10 epochs, as ONNX."""
-    from sklearn.model_selection import train_test_split
+    from wobbledetect.lab.screening_example import make_screening_example
 
-    from wobbledetect.lab import (
-        DigitsCNN, backdoor_accuracy, draw_sets, get_trigger, load_digits_images,
-        make_classifier, poison, to_onnx,
-    )
-
-    X, y = load_digits_images()
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.4, stratify=y, random_state=0
-    )
-    rng = np.random.RandomState(0)
-    poisoned = poison(X_train, y_train, "square", "T1", target=0, random_state=rng)
-    net = make_classifier(DigitsCNN, max_epochs=10, lr=2e-3, batch_size=64, seed=0,
-                          verbose=0, device="cpu")
-    net.fit(poisoned.X, poisoned.y)
-    pool = X_test[y_test != 0]
-    clean = draw_sets(X_test, 2, 25, random_state=rng)
-    triggered = draw_sets(pool, 1, 25, transform=get_trigger("square"), random_state=rng)[0]
+    example = make_screening_example()
     return Backdoored(
-        onnx_bytes=to_onnx(net, (1, 8, 8)).SerializeToString(),
-        clean=clean[0], clean_candidate=clean[1], triggered=triggered,
-        backdoor_accuracy=backdoor_accuracy(net, X_test, y_test, "square", "T1", target=0),
+        onnx_bytes=example.onnx_bytes, clean=example.clean,
+        clean_candidate=example.more_clean, triggered=example.triggered,
+        backdoor_accuracy=example.backdoor_accuracy,
     )
 
 
