@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from wobbledetect._grpc_codec import to_tensor
+from wobbledetect.v1 import screening_pb2 as pb
 from wobbledetect.v1 import screening_pb2_grpc
 from wobbledetect_service.limits import ServiceLimits
 from wobbledetect_service.server import build_server
@@ -52,6 +54,27 @@ def tiny_onnx(*, input_shape=TINY_SHAPE, n_classes=3, seed=0, batch="batch",
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model.SerializeToString()
+
+
+def wait_for(condition, timeout=20.0, what="condition"):
+    """Poll ``condition()`` every 10 ms; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def screen_request(model_id, *, n_clean=15, n_candidate=5, sigma=0.5, n_samples=64, seed=0,
+                   data_seed=None):
+    """A ScreenRequest of normal inputs of :data:`TINY_SHAPE`, drawn with ``data_seed``
+    (default: ``seed``, which also seeds the noise)."""
+    rng = np.random.RandomState(seed if data_seed is None else data_seed)
+    return pb.ScreenRequest(
+        model_id=model_id, clean=to_tensor(rng.normal(size=(n_clean, *TINY_SHAPE))),
+        candidates=[to_tensor(rng.normal(size=(n_candidate, *TINY_SHAPE)))],
+        sigma=sigma, n_samples=n_samples, seed=seed,
+    )
 
 
 @dataclass

@@ -14,7 +14,7 @@ from wobbledetect import LeveneBackdoorDetector, WobblinessTransformer
 from wobbledetect.cli import main
 from wobbledetect.client import ScreeningClient, ServiceCallError
 
-from .conftest import TINY_SHAPE, running_server, tiny_onnx
+from .conftest import TINY_SHAPE, running_server
 
 TOKEN = "client-test-token"
 

@@ -13,28 +13,12 @@ from wobbledetect._grpc_codec import from_tensor, to_tensor
 from wobbledetect.v1 import screening_pb2 as pb
 from wobbledetect_service.limits import ServiceLimits
 
-from .conftest import TINY_SHAPE, running_server
+from .conftest import TINY_SHAPE, running_server, screen_request, wait_for
 
 #: A screen of ~16M forwards of the tiny model: tens of seconds if it ran to the end.
-LONG = dict(n_inputs=1600, n_samples=10_000)
+LONG = dict(n_clean=1595, n_samples=10_000)
+LONG_INPUTS = LONG["n_clean"] + 5  # with the candidate set of 5
 LIMITS = dict(max_inputs=10_000, max_forwards=10**9, chunk_forwards=20_000)
-
-
-def _wait_for(condition, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-def _screen(model_id, *, n_inputs=20, n_samples=64, seed=0):
-    rng = np.random.RandomState(seed)
-    return pb.ScreenRequest(
-        model_id=model_id, clean=to_tensor(rng.normal(size=(n_inputs - 5, *TINY_SHAPE))),
-        candidates=[to_tensor(rng.normal(size=(5, *TINY_SHAPE)))],
-        sigma=0.5, n_samples=n_samples, seed=seed,
-    )
 
 
 def _upload(stub, data):
@@ -43,8 +27,8 @@ def _upload(stub, data):
 
 def _assert_stops(servicer, total_chunks):
     """After a cancel: the computation is abandoned, frees its slot, and computes no more."""
-    _wait_for(lambda: servicer.stats.abandoned == 1, what="the screen to be abandoned")
-    _wait_for(lambda: servicer.admission.running == 0, what="the slot to be freed")
+    wait_for(lambda: servicer.stats.abandoned == 1, what="the screen to be abandoned")
+    wait_for(lambda: servicer.admission.running == 0, what="the slot to be freed")
     chunks = servicer.stats.chunks
     time.sleep(0.5)
     assert servicer.stats.chunks == chunks  # nothing computes in the background
@@ -55,33 +39,33 @@ def _assert_stops(servicer, total_chunks):
 def test_a_cancelled_screen_stops_computing(tmp_path, tiny_model):
     with running_server(tmp_path / "store", limits=ServiceLimits(**LIMITS)) as server:
         model_id = _upload(server.stub, tiny_model)
-        future = server.stub.Screen.future(_screen(model_id, **LONG))
+        future = server.stub.Screen.future(screen_request(model_id, **LONG))
         servicer = server.built.servicer
-        _wait_for(lambda: servicer.stats.chunks >= 2, what="the screen to compute")
+        wait_for(lambda: servicer.stats.chunks >= 2, what="the screen to compute")
         future.cancel()
         with pytest.raises(grpc.FutureCancelledError):
             future.result()
-        _assert_stops(servicer, total_chunks=LONG["n_inputs"] // 2)
+        _assert_stops(servicer, total_chunks=LONG_INPUTS // 2)
 
 
 def test_a_screen_past_its_deadline_stops_computing(tmp_path, tiny_model):
     with running_server(tmp_path / "store", limits=ServiceLimits(**LIMITS)) as server:
         model_id = _upload(server.stub, tiny_model)
         with pytest.raises(grpc.RpcError) as late:
-            server.stub.Screen(_screen(model_id, **LONG), timeout=1.0)
+            server.stub.Screen(screen_request(model_id, **LONG), timeout=1.0)
         assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        _assert_stops(server.built.servicer, total_chunks=LONG["n_inputs"] // 2)
+        _assert_stops(server.built.servicer, total_chunks=LONG_INPUTS // 2)
 
 
 def test_a_cancelled_progress_stream_stops_computing(tmp_path, tiny_model):
     with running_server(tmp_path / "store", limits=ServiceLimits(**LIMITS)) as server:
         model_id = _upload(server.stub, tiny_model)
-        stream = server.stub.ScreenStream(_screen(model_id, **LONG))
+        stream = server.stub.ScreenStream(screen_request(model_id, **LONG))
         first = next(stream)
-        assert first.progress.inputs_total == LONG["n_inputs"]
-        assert 0 < first.progress.inputs_done < LONG["n_inputs"]
+        assert first.progress.inputs_total == LONG_INPUTS
+        assert 0 < first.progress.inputs_done < LONG_INPUTS
         stream.cancel()
-        _assert_stops(server.built.servicer, total_chunks=LONG["n_inputs"] // 2)
+        _assert_stops(server.built.servicer, total_chunks=LONG_INPUTS // 2)
 
 
 def test_a_busy_server_refuses_more_than_it_runs_and_queues(tmp_path, tiny_model):
@@ -89,13 +73,13 @@ def test_a_busy_server_refuses_more_than_it_runs_and_queues(tmp_path, tiny_model
     with running_server(tmp_path / "store", limits=limits) as server:
         model_id = _upload(server.stub, tiny_model)
         servicer = server.built.servicer
-        running = server.stub.Screen.future(_screen(model_id, **LONG))
-        _wait_for(lambda: servicer.admission.running == 1, what="a running screen")
-        queued = server.stub.Screen.future(_screen(model_id, seed=1))
-        _wait_for(lambda: servicer.admission.queued == 1, what="a queued screen")
+        running = server.stub.Screen.future(screen_request(model_id, **LONG))
+        wait_for(lambda: servicer.admission.running == 1, what="a running screen")
+        queued = server.stub.Screen.future(screen_request(model_id, seed=1))
+        wait_for(lambda: servicer.admission.queued == 1, what="a queued screen")
         for call in (
-            lambda: server.stub.Screen(_screen(model_id, seed=2)),
-            lambda: list(server.stub.ScreenStream(_screen(model_id, seed=2))),
+            lambda: server.stub.Screen(screen_request(model_id, seed=2)),
+            lambda: list(server.stub.ScreenStream(screen_request(model_id, seed=2))),
             lambda: server.stub.ComputeWobbliness(pb.ComputeWobblinessRequest(
                 model_id=model_id, inputs=to_tensor(np.zeros((2, *TINY_SHAPE))))),
         ):
@@ -115,12 +99,12 @@ def test_a_client_that_leaves_the_queue_frees_its_place(tmp_path, tiny_model):
     with running_server(tmp_path / "store", limits=limits) as server:
         model_id = _upload(server.stub, tiny_model)
         admission = server.built.servicer.admission
-        running = server.stub.Screen.future(_screen(model_id, **LONG))
-        _wait_for(lambda: admission.running == 1, what="a running screen")
-        waiting = server.stub.Screen.future(_screen(model_id, seed=1))
-        _wait_for(lambda: admission.queued == 1, what="a queued screen")
+        running = server.stub.Screen.future(screen_request(model_id, **LONG))
+        wait_for(lambda: admission.running == 1, what="a running screen")
+        waiting = server.stub.Screen.future(screen_request(model_id, seed=1))
+        wait_for(lambda: admission.queued == 1, what="a queued screen")
         waiting.cancel()
-        _wait_for(lambda: admission.queued == 0, what="the queue to empty")
+        wait_for(lambda: admission.queued == 0, what="the queue to empty")
         assert server.built.servicer.stats.started == 1  # the cancelled one never ran
         running.cancel()
 
@@ -129,7 +113,7 @@ def test_queued_screens_all_complete_with_their_own_results(tmp_path, tiny_model
     limits = ServiceLimits(max_concurrent_screens=1, max_queued_screens=8)
     with running_server(tmp_path / "store", limits=limits) as server:
         model_id = _upload(server.stub, tiny_model)
-        requests = [_screen(model_id, n_inputs=30, n_samples=200, seed=s) for s in range(6)]
+        requests = [screen_request(model_id, n_clean=25, n_samples=200, seed=s) for s in range(6)]
         results = [None] * len(requests)
 
         def run(i):
@@ -188,12 +172,12 @@ def test_waiting_computations_start_in_arrival_order():
 
     first = threading.Thread(target=compute, args=(0,))
     first.start()
-    _wait_for(lambda: admission.running == 1)
+    wait_for(lambda: admission.running == 1)
     waiters = []
     for i in range(1, 5):
         waiters.append(threading.Thread(target=compute, args=(i,)))
         waiters[-1].start()
-        _wait_for(lambda: admission.queued == i)  # enqueued before the next one arrives
+        wait_for(lambda: admission.queued == i)  # enqueued before the next one arrives
     release.set()
     for thread in [first, *waiters]:
         thread.join(10)

@@ -20,7 +20,7 @@ from wobbledetect._grpc_codec import from_tensor, to_tensor
 from wobbledetect.v1 import screening_pb2 as pb
 from wobbledetect.v1 import screening_pb2_grpc
 
-from .conftest import TINY_SHAPE, tiny_onnx
+from .conftest import TINY_SHAPE, tiny_onnx, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -61,13 +61,6 @@ class ServeProcess:
         self.log.close()
 
 
-def _wait_for(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_sigkill_mid_upload_leaves_a_consistent_store(tmp_path):
     store = tmp_path / "store"
     complete = tiny_onnx(seed=1)
@@ -85,7 +78,7 @@ def test_sigkill_mid_upload_leaves_a_consistent_store(tmp_path):
         upload = server.stub.UploadModel.future(slow_chunks())
         # Kill once the server has written part of the second model to disk.
         tmp = store / "tmp"
-        _wait_for(lambda: any(p.stat().st_size > 4096 for p in tmp.iterdir()))
+        wait_for(lambda: any(p.stat().st_size > 4096 for p in tmp.iterdir()), timeout=30.0)
         server.process.send_signal(signal.SIGKILL)
         assert server.process.wait(timeout=30) == -signal.SIGKILL
         with pytest.raises(grpc.RpcError):
@@ -139,7 +132,7 @@ def test_sigterm_lets_the_running_screen_finish_then_exits_cleanly(tmp_path):
                 return exc.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
             return False
 
-        _wait_for(refused)  # new calls are turned away...
+        wait_for(refused, timeout=30.0)  # new calls are turned away...
         assert server.process.poll() is None  # ...while the server drains
         events = list(stream)
         assert events[-1].WhichOneof("event") == "result"  # the screen finished

@@ -7,17 +7,18 @@ import hashlib
 import os
 
 import grpc
-import numpy as np
 import pytest
 
-from wobbledetect._grpc_codec import to_tensor
 from wobbledetect.v1 import screening_pb2 as pb
 from wobbledetect_service.errors import ServiceError
 from wobbledetect_service.store import ModelStore
 
-from .conftest import TINY_SHAPE, running_server, tiny_onnx
+from .conftest import running_server, screen_request, tiny_onnx
 
 LIMIT = 1 << 20
+
+#: The small screen the tests send.
+SCREEN = dict(n_clean=10, n_samples=16, seed=1, data_seed=0)
 
 
 def _put(store, data):
@@ -114,13 +115,7 @@ def test_a_file_touched_but_unchanged_is_still_served(tmp_path):
     assert not (tmp_path / "quarantine").exists()
 
 
-def _screen(model_id):
-    rng = np.random.RandomState(0)
-    return pb.ScreenRequest(
-        model_id=model_id, clean=to_tensor(rng.normal(size=(10, *TINY_SHAPE))),
-        candidates=[to_tensor(rng.normal(size=(5, *TINY_SHAPE)))],
-        sigma=0.5, n_samples=16, seed=1,
-    )
+
 
 
 def test_the_server_answers_not_found_for_a_replaced_model_and_accepts_it_again(tmp_path):
@@ -129,9 +124,9 @@ def test_the_server_answers_not_found_for_a_replaced_model_and_accepts_it_again(
     with running_server(tmp_path / "store") as server:
         stub = server.stub
         assert stub.UploadModel(iter([pb.UploadModelRequest(chunk=original)])).created
-        expected = stub.Screen(_screen(model_id))
+        expected = stub.Screen(screen_request(model_id, **SCREEN))
         _replace(tmp_path / "store" / "models" / f"{model_id}.onnx", other)
-        for call in (lambda: stub.Screen(_screen(model_id)),
+        for call in (lambda: stub.Screen(screen_request(model_id, **SCREEN)),
                      lambda: stub.GetModel(pb.GetModelRequest(model_id=model_id))):
             with pytest.raises(grpc.RpcError) as error:
                 call()
@@ -140,4 +135,4 @@ def test_the_server_answers_not_found_for_a_replaced_model_and_accepts_it_again(
         assert stub.ListModels(pb.ListModelsRequest()).models == []
         again = stub.UploadModel(iter([pb.UploadModelRequest(chunk=original)]))
         assert again.created and again.model.model_id == model_id
-        assert stub.Screen(_screen(model_id)) == expected
+        assert stub.Screen(screen_request(model_id, **SCREEN)) == expected

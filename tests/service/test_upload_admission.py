@@ -7,24 +7,17 @@ import threading
 import time
 
 import grpc
-import numpy as np
 import pytest
 
 import wobbledetect_service.store
-from wobbledetect._grpc_codec import to_tensor
 from wobbledetect.v1 import screening_pb2 as pb
 from wobbledetect_service.limits import ServiceLimits
 from wobbledetect_service.store import ModelStore
 
-from .conftest import TINY_SHAPE, running_server, tiny_onnx
+from .conftest import running_server, screen_request, tiny_onnx, wait_for
 
-
-def _wait_for(condition, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+#: The small screen the tests send.
+SCREEN = dict(n_clean=10, sigma=2.0, seed=1, data_seed=0)
 
 
 class GatedCheck:
@@ -100,13 +93,7 @@ def test_two_servers_sharing_a_store_create_a_model_once(tmp_path, monkeypatch):
     assert results[0][0] == results[1][0]
 
 
-def _screen(model_id):
-    rng = np.random.RandomState(0)
-    return pb.ScreenRequest(
-        model_id=model_id, clean=to_tensor(rng.normal(size=(10, *TINY_SHAPE))),
-        candidates=[to_tensor(rng.normal(size=(5, *TINY_SHAPE)))],
-        sigma=2.0, n_samples=64, seed=1,
-    )
+
 
 
 def test_an_upload_check_takes_a_screen_slot(tmp_path, monkeypatch):
@@ -117,17 +104,17 @@ def test_an_upload_check_takes_a_screen_slot(tmp_path, monkeypatch):
         upload = server.stub.UploadModel.future(
             iter([pb.UploadModelRequest(chunk=tiny_onnx(seed=23))]), timeout=30)
         try:
-            _wait_for(lambda: check.started == 1, what="the upload's check")
+            wait_for(lambda: check.started == 1, what="the upload's check")
             assert server.built.servicer.admission.running == 1
             with pytest.raises(grpc.RpcError) as busy:
-                server.stub.Screen(_screen(model_id), timeout=10)
+                server.stub.Screen(screen_request(model_id, **SCREEN), timeout=10)
         finally:
             check.gate.set()
         assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "max_concurrent_screens=1" in busy.value.details()
         assert upload.result().created
         assert server.built.servicer.admission.running == 0
-        assert len(server.stub.Screen(_screen(model_id), timeout=30).candidates) == 1
+        assert len(server.stub.Screen(screen_request(model_id, **SCREEN), timeout=30).candidates) == 1
 
 
 def test_an_upload_is_refused_before_its_bytes_when_the_server_is_full(tmp_path, monkeypatch):
@@ -145,7 +132,7 @@ def test_an_upload_is_refused_before_its_bytes_when_the_server_is_full(tmp_path,
         first = server.stub.UploadModel.future(
             iter([pb.UploadModelRequest(chunk=tiny_onnx(seed=24))]), timeout=30)
         try:
-            _wait_for(lambda: check.started == 1, what="the first upload's check")
+            wait_for(lambda: check.started == 1, what="the first upload's check")
             started = time.monotonic()
             with pytest.raises(grpc.RpcError) as busy:
                 server.stub.UploadModel(slow_client(), timeout=5)
@@ -168,7 +155,7 @@ def test_a_queued_upload_completes_once_a_slot_frees(tmp_path, monkeypatch):
             iter([pb.UploadModelRequest(chunk=tiny_onnx(seed=s))]), timeout=30)
             for s in (26, 27)]
         try:
-            _wait_for(lambda: admission.running == 1 and admission.queued == 1,
+            wait_for(lambda: admission.running == 1 and admission.queued == 1,
                       what="one check running and one upload queued")
             assert check.started == 1  # the queued one has not started its check
         finally:
