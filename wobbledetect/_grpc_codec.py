@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ._exceptions import WobbledetectError
 from ._inputs import check_floating
 from .v1 import tensor_pb2
 
@@ -25,7 +26,7 @@ WIRE_DTYPES = {
 MAX_NDIM = 8
 
 
-class TensorError(ValueError):
+class TensorError(WobbledetectError, ValueError):
     """A ``Tensor`` message that does not describe a valid array (or an array that cannot be sent)."""
 
 

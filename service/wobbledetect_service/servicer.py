@@ -25,7 +25,7 @@ from wobbledetect import (
     check_inputs,
     check_set_size,
 )
-from wobbledetect._grpc_codec import TensorError, from_tensor, to_tensor
+from wobbledetect._grpc_codec import from_tensor, to_tensor
 from wobbledetect._grpc_results import DIRECTIONS, direction_name
 from wobbledetect.v1 import screening_pb2 as pb
 from wobbledetect.v1 import screening_pb2_grpc, tensor_pb2
@@ -67,12 +67,16 @@ class Stats:
 
 
 def _rpc(method):
-    """Answer ServiceError with its status code, a client gone away with CANCELLED, and
+    """Answer ServiceError with its status code, the library's own refusals (a
+    WobbledetectError: bad inputs, a set too small, a model that fails on them) with
+    INVALID_ARGUMENT and the library's message, a client gone away with CANCELLED, and
     anything unexpected with INTERNAL (details in the server log, not sent to clients)."""
 
     def fail(self, context, exc):
         if isinstance(exc, ServiceError):
             context.abort(exc.code, exc.message)
+        if isinstance(exc, WobbledetectError):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if isinstance(exc, Abandoned) or not context.is_active():
             self.stats.add("abandoned")
             logger.info("%s: client cancelled or deadline passed; stopped", method.__name__)
@@ -207,13 +211,13 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
         alpha = _alpha(request)
         direction, direction_code = _direction(request)
         clean, _ = _inputs(request, "clean", info.input_shape, max_lead=2)
-        _check_set_size(clean, "clean")
+        check_set_size(clean, "clean")
         if not request.candidates:
             raise invalid_argument("candidates is empty; send at least one candidate set.")
         candidates = []
         for i, tensor in enumerate(request.candidates):
             candidate, _ = _inputs(tensor, f"candidates[{i}]", info.input_shape, max_lead=1)
-            _check_set_size(candidate, f"candidates[{i}]")
+            check_set_size(candidate, f"candidates[{i}]")
             candidates.append(candidate)
         self._check_work(len(clean) + sum(len(c) for c in candidates), n_samples)
 
@@ -309,18 +313,9 @@ def _inputs(message, name, input_shape, *, max_lead):
         raise invalid_argument(f"{name} is missing; send the inputs as a Tensor.")
     else:
         tensor = getattr(message, name)
-    try:
-        return check_inputs(from_tensor(tensor, name=name), input_shape, name=name,
-                            max_lead=max_lead)
-    except (TensorError, WobbledetectError) as exc:  # the library's own checks and words
-        raise invalid_argument(str(exc)) from None
-
-
-def _check_set_size(inputs, name):
-    try:
-        check_set_size(inputs, name)
-    except WobbledetectError as exc:
-        raise invalid_argument(str(exc)) from None
+    # The library's checks and words; a refusal is a WobbledetectError, see _rpc.
+    return check_inputs(from_tensor(tensor, name=name), input_shape, name=name,
+                        max_lead=max_lead)
 
 
 def _alpha(request):
