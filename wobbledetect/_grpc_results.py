@@ -3,7 +3,6 @@ arrays and numbers, converted from the ``wobbledetect.v1`` messages."""
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +26,7 @@ DIRECTIONS = {
 }
 _DIRECTION_NAMES = {code: name for name, code in DIRECTIONS.items()}
 #: What ``DIRECTION_UNSPECIFIED`` means: the detector's default.
-DEFAULT_DIRECTION = inspect.signature(LeveneBackdoorDetector).parameters["direction"].default
+DEFAULT_DIRECTION = LeveneBackdoorDetector().direction
 
 
 def direction_name(code, field="direction"):
