@@ -15,13 +15,14 @@ __all__ = ["make_classifier", "predict", "clean_accuracy", "backdoor_accuracy"]
 
 def make_classifier(
     module, *, max_epochs=10, lr=1e-3, batch_size=128, device="auto", seed=0, verbose=1,
-    log=None, **module_params,
+    log=None, callbacks=None, **module_params,
 ):
     """An Adam-trained skorch ``NeuralNetClassifier`` for a logits-returning ``module``.
 
     ``verbose=1`` prints skorch's per-epoch table (the training progress) -- to ``log``
     when it is given (a callable taking one line, e.g. a logger's ``info``), else to
     stdout. No validation split is held out (evaluate on the test set instead).
+    ``callbacks`` are skorch's (a list of callbacks or ``(name, callback)`` pairs).
 
     Examples
     --------
@@ -51,6 +52,7 @@ def make_classifier(
         train_split=None,
         device=str(resolve_device(device)),
         verbose=verbose,
+        callbacks=callbacks,
         **sink,
         **{f"module__{k}": v for k, v in module_params.items()},
     )

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .._export import to_onnx
+from .cache import config_key
 from .nets import NETS
 from .threat import THREAT_MODELS, poison
 from .train import backdoor_accuracy, clean_accuracy, make_classifier
@@ -204,7 +205,7 @@ def _module_kwargs(net, input_shape, n_classes):
     return kwargs
 
 
-def get_net(config, data, cache, *, log=print):
+def get_net(config, data, cache, *, log=print, snapshots=()):
     """The trained module for ``config``: from ``cache``, else trained on ``data`` and cached.
 
     Parameters
@@ -215,6 +216,13 @@ def get_net(config, data, cache, *, log=print):
     cache : ModelCache
     log : callable, default=print
         Receives progress lines (and skorch's per-epoch table while training).
+    snapshots : iterable of int, default=()
+        Epoch counts below ``config.epochs``: when the net is trained now, its state after
+        each of these epochs is also cached as the net of ``replace(config, epochs=e)``,
+        with its own accuracies. Training is deterministic given the seed (the
+        initialisation, the shuffling and Adam's state up to epoch ``e`` are those of a
+        run of ``e`` epochs), so a snapshot *is* that net, weight for weight (tested): one
+        run to 32 epochs gives the nets of 1, 2, 4, 8 and 16 epochs too.
 
     Returns
     -------
@@ -222,13 +230,20 @@ def get_net(config, data, cache, *, log=print):
         In eval mode on the CPU.
     metadata : dict
         ``clean_accuracy``, ``backdoor_accuracy`` (None for a clean net),
-        ``train_seconds``, ``n_poisoned``, ``train_loss`` per epoch, and what the cache
-        adds (``config``, ``key``, ``torch_version``...).
+        ``train_seconds``, ``n_poisoned``, ``train_loss`` and ``train_accuracy`` per
+        epoch (the running accuracy over each epoch's batches), and what the cache adds
+        (``config``, ``key``, ``torch_version``...).
     hit : bool
         Whether it came from the cache.
     """
     if config.dataset != data.name:
         raise ValueError(f"NetConfig is for {config.dataset!r} but the data are {data.name!r}.")
+    snapshots = sorted({int(epoch) for epoch in snapshots})
+    if any(not 1 <= epoch < config.epochs for epoch in snapshots):
+        raise ValueError(
+            f"The 'snapshots' parameter must hold epoch counts from 1 to {config.epochs - 1} "
+            f"(below the net's epochs); got {snapshots}."
+        )
 
     def build():
         return build_module(config, data.input_shape, data.n_classes)
@@ -236,7 +251,9 @@ def get_net(config, data, cache, *, log=print):
     def train():
         log(f"training {config.label} ({config.net}, {config.epochs} epoch(s) on "
             f"{config.n_train or len(data.X_train)} images)...")
-        return _train(config, data, log)
+        return _train(config, data, log, snapshots=[
+            epoch for epoch in snapshots if replace(config, epochs=epoch).key_dict() not in cache
+        ], cache=cache)
 
     module, metadata, hit = cache.get_or_train(config.key_dict(), build, train)
     if hit:
@@ -253,7 +270,9 @@ def _asr_text(metadata):
     return "" if asr is None else f", backdoor accuracy {asr:.3f}"
 
 
-def _train(config, data, log):
+def _train(config, data, log, *, snapshots=(), cache=None):
+    from skorch.callbacks import Callback, EpochScoring
+
     started = time.perf_counter()
     X, y = data.X_train, data.y_train
     if config.n_train is not None and config.n_train < len(X):
@@ -267,31 +286,66 @@ def _train(config, data, log):
             n_classes=data.n_classes, random_state=config.seed,
         )
         X, y, n_poisoned = poisoned.X, poisoned.y, len(poisoned.indices)
+
+    def measured(net):
+        """What training measured so far, with the accuracies of the module as it is now."""
+        module = net.module_
+        was_training = module.training
+        metadata = {
+            "label": config.label,
+            "train_seconds": round(time.perf_counter() - started, 1),
+            "n_train": len(X),
+            "n_poisoned": n_poisoned,
+            "train_loss": [float(v) for v in net.history[:, "train_loss"]],
+            "train_accuracy": [float(v) for v in net.history[:, "train_acc"]],
+            **_accuracies(module.eval(), config, data),
+        }
+        module.train(was_training)
+        return metadata
+
+    class Snapshots(Callback):
+        """Cache the net after each epoch of ``snapshots``, leaving training untouched."""
+
+        def on_epoch_end(self, net, **kwargs):
+            epoch = len(net.history)
+            if epoch not in snapshots:
+                return
+            rng = torch.get_rng_state()  # evaluating must not move the shuffling's RNG
+            try:
+                snapshot = replace(config, epochs=epoch)
+                metadata = measured(net) | {"snapshot_of": {
+                    "epochs": config.epochs, "key": config_key(config.key_dict())}}
+                cache.save(snapshot.key_dict(), net.module_, metadata)
+                log(f"{config.label}: snapshot after epoch {epoch} cached (clean accuracy "
+                    f"{metadata['clean_accuracy']:.3f}" + _asr_text(metadata) + ")")
+            finally:
+                torch.set_rng_state(rng)
+
     net = make_classifier(
         NETS[config.net], max_epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
         seed=config.seed, verbose=1, log=log,
+        callbacks=[("train_acc", EpochScoring("accuracy", on_train=True, name="train_acc",
+                                              lower_is_better=False)),
+                   ("snapshots", Snapshots())],
         **_module_kwargs(config.net, data.input_shape, data.n_classes),
     )
     net.fit(X, y)
-    train_seconds = time.perf_counter() - started
-    module = net.module_.cpu().eval()
+    metadata = measured(net)
+    return net.module_.cpu().eval(), metadata
+
+
+def _accuracies(module, config, data):
+    """Clean accuracy on the test set and, for a backdoored net, the attack success."""
     # On a CPU onnxruntime predicts several times faster than eager torch: worth one export.
     runnable = module if torch.cuda.is_available() else to_onnx(module, data.input_shape)
-    metadata = {
-        "label": config.label,
-        "clean_accuracy": clean_accuracy(runnable, data.X_test, data.y_test),
-        "backdoor_accuracy": None,
-        "train_seconds": round(train_seconds, 1),
-        "n_train": len(X),
-        "n_poisoned": n_poisoned,
-        "train_loss": [float(v) for v in net.history[:, "train_loss"]],
-    }
+    accuracies = {"clean_accuracy": clean_accuracy(runnable, data.X_test, data.y_test),
+                  "backdoor_accuracy": None}
     if config.threat is not None:
-        metadata["backdoor_accuracy"] = backdoor_accuracy(
+        accuracies["backdoor_accuracy"] = backdoor_accuracy(
             runnable, data.X_test, data.y_test, config.trigger, config.threat,
             target=config.target, n_classes=data.n_classes,
         )
-    return module, metadata
+    return accuracies
 
 
 def _trigger_spec(trigger):

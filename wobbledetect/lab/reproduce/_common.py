@@ -121,9 +121,12 @@ class Experiment:
         Receives every progress line.
     download : bool
         Let torchvision download missing data into the cache directory.
+    epochs : int, optional
+        Training epochs of every net; default: the setup's (quick: its quick epochs).
     """
 
-    def __init__(self, name, out_dir, *, quick, data_dir, cache_dir, dataset, log, download=False):
+    def __init__(self, name, out_dir, *, quick, data_dir, cache_dir, dataset, log, download=False,
+                 epochs=None):
         if dataset not in SETUPS:
             raise ValueError(f"The 'dataset' parameter must be one of {sorted(SETUPS)}; got {dataset!r}.")
         self.name = name
@@ -134,6 +137,10 @@ class Experiment:
         self.data_dir = data_dir
         self.cache_dir = cache_dir
         self.download = download
+        if epochs is not None and (isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1):
+            raise ValueError(f"The 'epochs' parameter must be a positive integer; got {epochs!r}.")
+        self.epochs = int(epochs) if epochs is not None else (
+            self.setup.quick_epochs if self.quick else self.setup.epochs)
         self.cache = ModelCache(cache_dir)
         self.log = log
         self.started = time.perf_counter()
@@ -166,7 +173,7 @@ class Experiment:
             trigger=trigger,
             target=TARGET,
             seed=seed,
-            epochs=self.setup.quick_epochs if self.quick else self.setup.epochs,
+            epochs=self.epochs,
             lr=self.setup.lr,
             batch_size=self.setup.batch_size,
             n_train=self.setup.quick_n_train if self.quick else None,
@@ -285,6 +292,7 @@ class Experiment:
             "figure": self.name,
             "mode": self.mode,
             "dataset": self.setup.dataset,
+            "epochs": self.epochs,
             **results,
             "nets": self.nets,
             "seconds": round(time.perf_counter() - self.started, 1),
