@@ -7,7 +7,8 @@ import sys
 __all__ = ["register"]
 
 #: The figures the subcommand runs (names of :data:`wobbledetect.lab.reproduce.FIGURES`).
-CHOICES = ("fig2", "fig4", "fig5", "fig6", "smoothing-map", "select-sigma", "erasure")
+CHOICES = ("fig2", "fig4", "fig5", "fig6", "smoothing-map", "select-sigma", "erasure",
+           "training-dynamics")
 
 
 def _log(line):
@@ -21,6 +22,7 @@ def _run(args):
         results = run_figure(
             args.figure, args.out, quick=args.quick, data_dir=args.data_dir,
             cache_dir=args.cache_dir, dataset=args.dataset, download=args.download, log=_log,
+            **({"epochs": args.epochs} if args.epochs is not None else {}),
         )
     except FileNotFoundError as exc:
         print(f"wobbledetect reproduce: {exc}", file=sys.stderr)
@@ -28,6 +30,18 @@ def _run(args):
     if "auc" in results:
         print(f"auc: {results['auc']}", flush=True)
     return 0
+
+
+def _positive_int(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
 
 def _add_options(parser):
@@ -42,6 +56,9 @@ def _add_options(parser):
                         "else ~/.cache/wobbledetect)")
     parser.add_argument("--dataset", choices=("fashion-mnist", "cifar10"), default="fashion-mnist",
                         help="default: fashion-mnist")
+    parser.add_argument("--epochs", type=_positive_int, default=None,
+                        help="training epochs of every net (default: the figure's pre-registered "
+                        "4 on Fashion-MNIST; quick mode 2); part of each net's cache key")
     parser.add_argument("--download", action="store_true",
                         help="let torchvision download missing data into the cache folder")
 

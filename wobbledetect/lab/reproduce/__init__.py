@@ -11,6 +11,8 @@
 ``select-sigma``   sigma chosen by ``GridSearchCV`` over the Pipeline (:mod:`.select_sigma`)
 ``erasure``        why the direction flips: the votes of triggered inputs under noise
                    (:mod:`.erasure`; a diagnostic, not a figure of the paper)
+``training-dynamics``  W of clean and triggered sets over training epochs
+                   (:mod:`.training_dynamics`)
 =================  ======================================================================
 
 Each ``run`` writes ``<name>.png`` and ``<name>.json`` (every number plotted, the
@@ -38,6 +40,7 @@ FIGURES = {
     "smoothing-map": "smoothing_map",
     "select-sigma": "select_sigma",
     "erasure": "erasure",
+    "training-dynamics": "training_dynamics",
 }
 
 

@@ -212,8 +212,12 @@ class Experiment:
             "cores; a GPU is much faster)"
         )
 
-    def net(self, config):
+    def net(self, config, *, snapshots=(), name=None):
         """The trained net of ``config`` (cached or trained now), ready to run; recorded for the JSON.
+
+        ``snapshots``: epoch counts whose nets a training run of ``config`` caches on the
+        way (see :func:`~wobbledetect.lab.zoo.get_net`). ``name``: the net's key in the
+        JSON's ``"nets"`` (default its label, which does not say the epochs).
 
         On a CPU it is the net exported to ONNX, run by onnxruntime -- the path the
         library's ``inference="auto"`` picks there, exported once here instead of at every
@@ -224,8 +228,9 @@ class Experiment:
 
         from ... import to_onnx
 
-        module, metadata, hit = get_net(config, self.data, self.cache, log=self.log)
-        self.nets[config.label] = {
+        module, metadata, hit = get_net(config, self.data, self.cache, log=self.log,
+                                        snapshots=snapshots)
+        self.nets[name or config.label] = {
             "clean_accuracy": metadata["clean_accuracy"],
             "backdoor_accuracy": metadata.get("backdoor_accuracy"),
             "threat": config.threat,
@@ -235,7 +240,9 @@ class Experiment:
             "epochs": config.epochs,
             "n_train": metadata.get("n_train"),
             "train_seconds": metadata.get("train_seconds"),
+            "train_accuracy": (metadata.get("train_accuracy") or [None])[-1],
             "from_cache": hit,
+            "snapshot_of": metadata.get("snapshot_of"),
             "key": metadata.get("key"),
         }
         return module if torch.cuda.is_available() else to_onnx(module, self.data.input_shape)
