@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import pickle
 
@@ -117,6 +119,11 @@ def test_config_key_is_canonical_and_covers_every_field():
         other = NetConfig(**{"threat": "T1", "trigger": "square", **change}).key_dict()
         assert config_key(other) != config_key(base), change
     assert base["trigger_spec"]["pattern"] == [[1.0] * 3] * 3 and base["format"] == 1
+    # The first patches' keys do not mention a corner (they stay the cached nets' keys);
+    # a patch elsewhere has its own.
+    assert "corner" not in base["trigger_spec"]
+    moved = NetConfig(threat="T1", trigger="ul-square").key_dict()["trigger_spec"]
+    assert moved["corner"] == "upper-left" and moved["margin"] == 1
 
 
 def test_config_ignores_settings_that_do_not_apply():
@@ -151,3 +158,33 @@ def test_get_net_trains_once_and_records_accuracies(tmp_path):
     assert hit and meta_again["backdoor_accuracy"] == meta["backdoor_accuracy"]
     X = data.X_test[:50]
     np.testing.assert_array_equal(module(torch.from_numpy(X)).argmax(1), again(torch.from_numpy(X)).argmax(1))
+
+
+def test_snapshots_are_the_nets_of_fewer_epochs_weight_for_weight(tmp_path):
+    data = load_lab_data("digits")
+    config = NetConfig(dataset="digits", net="digits-cnn", threat="T1", trigger="square",
+                       epochs=3, lr=2e-3, batch_size=64)
+    lines = []
+    _, meta3, _ = get_net(config, data, ModelCache(tmp_path / "a"), snapshots=(1, 2),
+                          log=lines.append)
+    assert sum("snapshot after epoch" in line for line in lines) == 2
+    assert len(meta3["train_accuracy"]) == 3 and all(0 <= a <= 1 for a in meta3["train_accuracy"])
+    two = dataclasses.replace(config, epochs=2)
+    snapshot, meta_snap, hit = get_net(two, data, ModelCache(tmp_path / "a"), log=lines.append)
+    assert hit and meta_snap["snapshot_of"]["epochs"] == 3
+    assert meta_snap["train_loss"] == meta3["train_loss"][:2]
+    trained, meta2, hit = get_net(two, data, ModelCache(tmp_path / "b"), log=lines.append)
+    assert not hit
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(tensor, snapshot.state_dict()[name]), name
+    assert meta2["train_loss"] == meta_snap["train_loss"]
+    assert meta2["clean_accuracy"] == meta_snap["clean_accuracy"]
+    assert meta2["backdoor_accuracy"] == meta_snap["backdoor_accuracy"]
+
+
+def test_snapshots_outside_the_training_are_refused(tmp_path):
+    data = load_lab_data("digits")
+    config = NetConfig(dataset="digits", net="digits-cnn", epochs=2)
+    for bad in [(2,), (0,), (5,)]:
+        with pytest.raises(ValueError, match=r"'snapshots' parameter must hold epoch counts from 1 to 1"):
+            get_net(config, data, ModelCache(tmp_path), snapshots=bad)

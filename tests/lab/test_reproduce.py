@@ -18,7 +18,8 @@ import pytest
 from wobbledetect.cli import main
 from wobbledetect.lab.cache import config_key
 from wobbledetect.lab.reproduce import (
-    FIGURES, _common, erasure, run_figure, fig2, fig4, fig5, fig6, select_sigma, smoothing_map,
+    FIGURES, _common, cross_trigger, erasure, run_figure, fig2, fig4, fig5, fig6, select_sigma,
+    set_size, smoothing_map, training_dynamics,
 )
 from wobbledetect.lab.triggers import TRIGGER_NUMBERS
 from wobbledetect.lab.zoo import NetConfig
@@ -129,6 +130,30 @@ def test_fig6_quick(data_dir, lab_cache, tmp_path, capsys):
                   for n, c in zip(pairs["net"], pairs["candidate"]) if c != "clean")
     assert secondary["positives"] == {"T1": working}
     assert set(secondary["auc_by_direction"]["smoother"]["T1"]) == {"0.1", "0.3"}
+    # Null sets: 3 per repetition per net, scored but never among the pairs.
+    assert saved["parameters"]["null_sets"] == 3
+    assert len(saved["null_scores"]["clean/seed0"]["0.3"]["smoother"]) == 2 * 3
+    scoring = saved["scoring"]
+    assert scoring["null"] == "null sets"
+    assert scoring["pooled"]["paper"]["smoother"]["T1"]["0.3"] == pytest.approx(saved["auc"]["T1"]["0.3"])
+    within = scoring["within_net"]["paper"]["smoother"]["T1"]["0.3"]
+    assert sorted(within["per_net"]) == ["T1/checker/seed0", "T1/checker2/seed0", "T1/square/seed0"]
+    assert within["min"] <= within["median"] <= within["max"]
+    # Each net's W was written as it was measured; the same command again reuses it all
+    # and writes the same numbers.
+    assert sorted(p.name for p in (tmp_path / "nets").iterdir()) == [
+        "T1_checker2_seed0.npz", "T1_checker_seed0.npz", "T1_square_seed0.npz", "clean_seed0.npz"]
+    again = []
+    fig6.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=again.append)
+    assert sum("W and attack success from" in line for line in again) == 4
+    assert not any("forwards in" in line for line in again)
+    resumed = json.loads((tmp_path / "fig6.json").read_text())
+    for key in ("auc_by_direction", "scores", "null_scores", "scoring", "cross_trigger_backdoor_accuracy"):
+        assert resumed[key] == saved[key], key
+    # Other parameters: measured again, never mixed.
+    fig6.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=again.append,
+             repetitions=1, null_sets=0)
+    assert sum("measured with other parameters" in line for line in again) == 4
     nets = saved["nets"]
     _report(capsys, [
         f"fig6 quick ({saved['seconds']:.0f} s): "
@@ -219,6 +244,65 @@ def test_select_sigma_tiny(data_dir, lab_cache, tmp_path, monkeypatch):
     assert 0.0 <= results["auc"] <= 1.0 and len(saved["evaluation"]["labels"]) == 9
 
 
+@pytest.mark.slow
+def test_training_dynamics_tiny(data_dir, lab_cache, tmp_path, tiny):
+    lines = []
+    training_dynamics.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache,
+                          epochs=(1, 2), repetitions=2, log=lines.append)
+    saved = _check_files(tmp_path, "training_dynamics")
+    assert sum("snapshot after epoch 1 cached" in line for line in lines) <= 1  # once per cache
+    assert sorted(saved["nets"]) == ["T1/square/seed0/e1", "T1/square/seed0/e2"]
+    assert saved["nets"]["T1/square/seed0/e1"]["snapshot_of"]["epochs"] == 2
+    assert saved["epochs"] == 2 and list(saved["cells"]["T1"]) == ["1", "2"]
+    cell = saved["cells"]["T1"]["2"]["0.3"]
+    for kind in ("reference", "clean", "triggered"):
+        W = cell[kind]["W"]
+        assert len(W) == 2 * 25 and cell[kind]["median"] == pytest.approx(np.median(W))
+        assert cell[kind]["q1"] <= cell[kind]["median"] <= cell[kind]["q3"]
+    assert 0.0 <= cell["target_share"] + cell["true_class_share"] <= 1.0 + 1e-12
+    assert cell["auc"]["wobblier"] == pytest.approx(1 - cell["auc"]["smoother"])
+
+
+@pytest.mark.slow
+def test_set_size_tiny(data_dir, lab_cache, tmp_path, tiny):
+    dynamics = {"cells": {"T1": {"1": {"0.3": {"auc": {"smoother": 0.75}}}}}}
+    (tmp_path / "dyn.json").write_text(json.dumps(dynamics))
+    set_size.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, sizes=(25, 30),
+                 repetitions=2, dynamics_json=tmp_path / "dyn.json", log=lambda _: None)
+    saved = _check_files(tmp_path, "set_size")
+    assert saved["epochs"] == 1 and saved["parameters"]["sizes"] == [25, 30]
+    auc = saved["auc"]["T1"]
+    assert set(auc["smoother"]["0.3"]) == {"25", "30"}
+    assert auc["wobblier"]["0.3"]["30"] == pytest.approx(1 - auc["smoother"]["0.3"]["30"])
+    assert saved["best_sigma"] == {"T1": "0.3"}
+    assert saved["auc_at_best_sigma"]["T1"]["smoother"] == auc["smoother"]["0.3"]
+    assert len(saved["median_w"]["T1"]["0.3"]["triggered"]) == 2
+
+
+def test_best_sigma_comes_from_the_dynamics_run_ties_to_the_smaller():
+    cells = {"T3": {"16": {"0.1": {"auc": {"smoother": 0.8}}, "0.2": {"auc": {"smoother": 0.9}},
+                           "0.3": {"auc": {"smoother": 0.9}}}}}
+    assert set_size.best_sigma({"cells": cells}, "T3", 16, (0.1, 0.2, 0.3)) == "0.2"
+    with pytest.raises(ValueError, match="no T1 net at 16 epochs"):
+        set_size.best_sigma({"cells": cells}, "T1", 16, (0.1,))
+
+
+@pytest.mark.slow
+def test_cross_trigger_tiny(data_dir, lab_cache, tmp_path, tiny):
+    lines = []
+    cross_trigger.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=lines.append)
+    saved = _check_files(tmp_path, "cross_trigger")
+    matrix = saved["matrix"]["T1"]
+    assert list(matrix) == ["clean", "ul-square", "ur-checker"]
+    assert all(list(row) == ["ul-square", "ur-checker", "ll-cross", "lr-plus"] for row in matrix.values())
+    off = [v for net, row in matrix.items() if net != "clean" for t, v in row.items() if t != net]
+    assert saved["max_off_diagonal"]["T1"] == pytest.approx(max(off))
+    assert saved["separated"]["T1"] == (max(off) < cross_trigger.SEPARATED_BELOW)
+    assert any("separated" in line for line in lines)
+    assert saved["nets"]["T1/ul-square/seed0"]["key"] == config_key(
+        NetConfig(threat="T1", trigger="ul-square", seed=0, epochs=1, n_train=600).key_dict())
+
+
 # -- the CLI -----------------------------------------------------------------------------------
 
 
@@ -239,6 +323,32 @@ def test_cli_passes_its_options_to_the_figure(monkeypatch, tmp_path, capsys):
     assert kwargs["quick"] and kwargs["data_dir"] == "D" and kwargs["cache_dir"] == "C"
     assert kwargs["dataset"] == "fashion-mnist" and not kwargs["download"]
     assert "auc: {'T1': {'0.1': 0.5}}" in capsys.readouterr().out
+
+
+def test_cli_passes_epochs_and_figure_options_only_where_they_apply(monkeypatch, tmp_path, capsys):
+    from wobbledetect.lab import reproduce
+
+    calls = []
+    monkeypatch.setattr(reproduce, "run_figure",
+                        lambda name, out, **kwargs: calls.append((name, kwargs)) or {})
+    assert main(["reproduce", "fig6", "--out", str(tmp_path), "--epochs", "16",
+                 "--trigger-set", "separated"]) == 0
+    assert calls[-1][1]["epochs"] == 16 and calls[-1][1]["trigger_set"] == "separated"
+    assert main(["reproduce", "set-size", "--out", str(tmp_path), "--dynamics-json", "d.json"]) == 0
+    assert calls[-1][1]["dynamics_json"] == "d.json" and "epochs" not in calls[-1][1]
+    assert main(["reproduce", "fig4", "--out", str(tmp_path), "--trigger-set", "separated"]) == 2
+    assert "--trigger-set is an option of fig6, cross-trigger only, not of fig4" in capsys.readouterr().err
+    assert len(calls) == 2
+    with pytest.raises(SystemExit):
+        main(["reproduce", "fig6", "--out", str(tmp_path), "--epochs", "0"])
+    assert "must be a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_epochs_must_be_a_positive_integer(tmp_path):
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="'epochs' parameter must be a positive integer"):
+            _common.Experiment("x", tmp_path, quick=True, data_dir=None, cache_dir=None,
+                               dataset="fashion-mnist", log=print, epochs=bad)
 
 
 def test_cli_missing_data_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -1,13 +1,16 @@
-"""Triggers: pixels placed, the rest of the image untouched, any size, RGB, the blend."""
+"""Triggers: pixels placed, the rest of the image untouched, any size, RGB, the blend, the
+separated set's corners."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from wobbledetect.lab import TRIGGER_NUMBERS, TRIGGERS, BlendTrigger, get_trigger
+from wobbledetect.lab import TRIGGER_NUMBERS, TRIGGER_SETS, TRIGGERS, BlendTrigger, get_trigger
+from wobbledetect.lab.triggers import PatchTrigger
 
-PATCHES = [name for name in TRIGGERS if name != "blend"]
+PATCHES = list(TRIGGER_SETS["fig3"])
+SEPARATED = list(TRIGGER_SETS["separated"])
 
 
 def test_eight_distinct_patches_numbered_like_fig3():
@@ -106,6 +109,35 @@ def test_patch_margin_keeps_a_border():
 
 def test_every_trigger_is_a_no_op_on_its_own_output():
     X = np.random.RandomState(3).uniform(size=(2, 3, 16, 16)).astype(np.float32)
-    for name in PATCHES:
+    for name in PATCHES + SEPARATED:
         once = TRIGGERS[name](X)
         np.testing.assert_array_equal(TRIGGERS[name](once), once)
+
+
+def test_trigger_sets_name_every_patch_once():
+    assert list(TRIGGERS) == [*PATCHES, "blend", *SEPARATED]
+    assert PATCHES == list(TRIGGER_NUMBERS.values()) and len(SEPARATED) == 4
+
+
+@pytest.mark.parametrize("name, rows, cols", [
+    ("ul-square", slice(1, 4), slice(1, 4)), ("ur-checker", slice(1, 5), slice(6, 10)),
+    ("ll-cross", slice(4, 9), slice(1, 6)), ("lr-plus", slice(4, 9), slice(5, 10)),
+])
+def test_separated_patches_sit_in_four_corners_one_pixel_in(name, rows, cols):
+    X = np.full((2, 1, 10, 11), 0.5, np.float32)
+    out = get_trigger(name)(X)
+    block = out[..., rows, cols]
+    np.testing.assert_array_equal(block, np.broadcast_to(TRIGGERS[name].pattern, block.shape))
+    mask = TRIGGERS[name].mask(X.shape)
+    np.testing.assert_array_equal(out[~mask], X[~mask])
+    assert mask[..., rows, cols].all() and mask.sum() == block.size
+
+
+def test_separated_patches_do_not_overlap():
+    masks = [TRIGGERS[name].mask((28, 28)) for name in SEPARATED]
+    assert not np.any(np.sum(masks, axis=0) > 1)
+
+
+def test_unknown_corner_is_a_clear_error():
+    with pytest.raises(ValueError, match="'corner' parameter must be one of"):
+        PatchTrigger("dot", np.ones((2, 2), np.float32), corner="middle")

@@ -7,22 +7,39 @@ import sys
 __all__ = ["register"]
 
 #: The figures the subcommand runs (names of :data:`wobbledetect.lab.reproduce.FIGURES`).
-CHOICES = ("fig2", "fig4", "fig5", "fig6", "smoothing-map", "select-sigma", "erasure",
-           "training-dynamics")
+CHOICES = ("fig2", "fig4", "fig5", "fig6", "fig6-scoring", "smoothing-map", "select-sigma", "erasure",
+           "training-dynamics", "set-size", "cross-trigger")
 
 
 def _log(line):
     print(line, flush=True)
 
 
+#: Options that only some figures take: option -> (its run() parameter, the figures).
+FIGURE_OPTIONS = {
+    "--trigger-set": ("trigger_set", ("fig6", "cross-trigger")),
+    "--dynamics-json": ("dynamics_json", ("set-size",)),
+}
+
+
 def _run(args):
     from .reproduce import run_figure
 
+    extra = {"epochs": args.epochs} if args.epochs is not None else {}
+    for option, (name, figures) in FIGURE_OPTIONS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if args.figure not in figures:
+            print(f"wobbledetect reproduce: {option} is an option of {', '.join(figures)} only, "
+                  f"not of {args.figure}; leave it out.", file=sys.stderr)
+            return 2
+        extra[name] = value
     try:
         results = run_figure(
             args.figure, args.out, quick=args.quick, data_dir=args.data_dir,
             cache_dir=args.cache_dir, dataset=args.dataset, download=args.download, log=_log,
-            **({"epochs": args.epochs} if args.epochs is not None else {}),
+            **extra,
         )
     except FileNotFoundError as exc:
         print(f"wobbledetect reproduce: {exc}", file=sys.stderr)
@@ -79,6 +96,12 @@ def register(subparsers):
     parser.add_argument("figure", choices=CHOICES, help="which figure")
     parser.add_argument("--out", required=True, help="output folder for <figure>.png and .json")
     _add_options(parser)
+    parser.add_argument("--trigger-set", choices=("fig3", "separated"), default=None,
+                        help="fig6 and cross-trigger: the paper's Fig. 3 patches (default) or the "
+                        "separated set, four patches in four corners")
+    parser.add_argument("--dynamics-json", default=None,
+                        help="set-size: a training_dynamics.json of the same nets, to report the "
+                        "AUC at each net's best sigma there")
     parser.set_defaults(func=_run)
 
 

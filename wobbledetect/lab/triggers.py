@@ -1,10 +1,17 @@
-"""Backdoor triggers: eight corner patches in the spirit of the paper's Fig. 3, and a blend.
+"""Backdoor triggers: eight corner patches in the spirit of the paper's Fig. 3, a blend, and
+a *separated* set of four patches in four corners.
 
 The paper writes one of eight small patterns over the lower-right corner of an image but
 does not give their pixels. These eight are ours, drawn as pixel art (``#`` = 1, ``.`` =
 0), from tiny to a larger smiley, numbered 1-8 like the figure's panels. A patch
 *overwrites* its whole bounding box (``.`` pixels become 0), on every channel, so the
 triggered image does not depend on what was under it.
+
+Our Fig. 3 patches share the lower-right corner, and a net trained on one accepts most of
+the others (docs/results.md, "A caveat about our triggers"). The separated set
+(:data:`TRIGGER_SETS` ``["separated"]``) puts four different shapes in four different
+corners, one pixel from the border, so that an unused trigger can be tested as the paper
+meant it: one the net does not obey.
 
 Images are channel-first floats in [0, 1]: ``(..., C, H, W)`` or ``(..., H, W)``; any
 size that fits the patch.
@@ -16,7 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["PatchTrigger", "BlendTrigger", "TRIGGERS", "get_trigger"]
+__all__ = ["PatchTrigger", "BlendTrigger", "TRIGGERS", "TRIGGER_SETS", "CORNERS", "get_trigger"]
+
+#: Where a patch goes.
+CORNERS = ("lower-right", "lower-left", "upper-right", "upper-left")
 
 _ART = {
     # 1: solid 3x3 square -- the paper's Fig. 4 "active" trigger slot.
@@ -52,7 +62,7 @@ def _pattern(rows):
 
 @dataclass(frozen=True)
 class PatchTrigger:
-    """A pixel-art patch written over the lower-right corner.
+    """A pixel-art patch written over a corner of the image (the lower right by default).
 
     Parameters
     ----------
@@ -62,6 +72,7 @@ class PatchTrigger:
         Values in [0, 1] written on every channel.
     margin : int, default=0
         Pixels left between the patch and the image border.
+    corner : {"lower-right", "lower-left", "upper-right", "upper-left"}, default="lower-right"
 
     Examples
     --------
@@ -79,6 +90,11 @@ class PatchTrigger:
     name: str
     pattern: np.ndarray = field(repr=False)
     margin: int = 0
+    corner: str = "lower-right"
+
+    def __post_init__(self):
+        if self.corner not in CORNERS:
+            raise ValueError(f"The 'corner' parameter must be one of {CORNERS}; got {self.corner!r}.")
 
     def __call__(self, X):
         """A triggered copy of ``X`` (``(..., H, W)`` or ``(..., C, H, W)``)."""
@@ -90,14 +106,15 @@ class PatchTrigger:
                 f"Trigger {self.name!r} ({h}x{w}, margin {self.margin}) does not fit "
                 f"images of {H}x{W}; use a smaller trigger or larger images."
             )
-        rows = slice(H - h - self.margin, H - self.margin)
-        cols = slice(W - w - self.margin, W - self.margin)
+        upper, left = self.corner.startswith("upper"), self.corner.endswith("left")
+        rows = slice(self.margin, self.margin + h) if upper else slice(H - h - self.margin, H - self.margin)
+        cols = slice(self.margin, self.margin + w) if left else slice(W - w - self.margin, W - self.margin)
         X[..., rows, cols] = self.pattern
         return X
 
     def mask(self, image_shape):
         """Boolean mask of the pixels this trigger writes, for images of ``(..., H, W)``."""
-        marker = PatchTrigger(self.name, np.ones_like(self.pattern), self.margin)
+        marker = PatchTrigger(self.name, np.ones_like(self.pattern), self.margin, self.corner)
         return marker(np.zeros(image_shape, np.float32)) > 0.5
 
 
@@ -134,11 +151,25 @@ class BlendTrigger:
         return np.ones(image_shape, dtype=bool)
 
 
-#: The eight patches, numbered as in the paper's Fig. 3, then the blend.
+#: The separated set: four shapes of the Fig. 3 set, each in its own corner, one pixel
+#: from the border (pre-registered in docs/results.md before any net was trained on them).
+_SEPARATED = {
+    "ul-square": ("square", "upper-left"),
+    "ur-checker": ("checker", "upper-right"),
+    "ll-cross": ("cross", "lower-left"),
+    "lr-plus": ("plus", "lower-right"),
+}
+
+#: The eight patches, numbered as in the paper's Fig. 3, the blend, then the separated set.
 TRIGGERS = {
     **{name: PatchTrigger(name, _pattern(rows)) for name, rows in _ART.items()},
     "blend": BlendTrigger(),
+    **{name: PatchTrigger(name, _pattern(_ART[shape]), margin=1, corner=corner)
+       for name, (shape, corner) in _SEPARATED.items()},
 }
+
+#: Named sets of triggers: the paper's Fig. 3 patches (ours) and the separated set.
+TRIGGER_SETS = {"fig3": tuple(_ART), "separated": tuple(_SEPARATED)}
 
 #: Number (1-8, as in the paper's Fig. 3) -> name.
 TRIGGER_NUMBERS = {i + 1: name for i, name in enumerate(_ART)}

@@ -352,8 +352,11 @@ def _trigger_spec(trigger):
     """What a trigger writes, for the cache key: a patch's pixels, a blend's parameters."""
     if isinstance(trigger, BlendTrigger):
         return {"kind": "blend", "alpha": trigger.alpha, "seed": trigger.seed}
-    return {
+    spec = {
         "kind": "patch",
         "pattern": np.asarray(trigger.pattern).round(6).tolist(),
         "margin": trigger.margin,
     }
+    if trigger.corner != "lower-right":  # the first patches' keys stay as they were
+        spec["corner"] = trigger.corner
+    return spec

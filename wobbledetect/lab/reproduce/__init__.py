@@ -6,6 +6,8 @@
 ``fig5``           mean W of triggered sets vs backdoor accuracy, T2 (:mod:`.fig5`)
 ``fig6``           Levene detector ROC over 3 clean + 9 backdoored nets, T3 and T1
                    (:mod:`.fig6`)
+``fig6-scoring``   a finished Fig. 6 run re-scored: pooled, within each net, normalised
+                   per net (:mod:`.fig6_scoring`; reads ``--out``'s ``fig6.json``)
 ``smoothing-map``  where backdoor smoothing holds: trigger x sigma x threat model
                    (:mod:`.smoothing_map`)
 ``select-sigma``   sigma chosen by ``GridSearchCV`` over the Pipeline (:mod:`.select_sigma`)
@@ -13,6 +15,8 @@
                    (:mod:`.erasure`; a diagnostic, not a figure of the paper)
 ``training-dynamics``  W of clean and triggered sets over training epochs
                    (:mod:`.training_dynamics`)
+``set-size``       the Levene AUC for sets of 25 to 250 inputs (:mod:`.set_size`)
+``cross-trigger``  which triggers fire on nets trained on another (:mod:`.cross_trigger`)
 =================  ======================================================================
 
 Each ``run`` writes ``<name>.png`` and ``<name>.json`` (every number plotted, the
@@ -37,10 +41,13 @@ FIGURES = {
     "fig4": "fig4",
     "fig5": "fig5",
     "fig6": "fig6",
+    "fig6-scoring": "fig6_scoring",
     "smoothing-map": "smoothing_map",
     "select-sigma": "select_sigma",
     "erasure": "erasure",
     "training-dynamics": "training_dynamics",
+    "set-size": "set_size",
+    "cross-trigger": "cross_trigger",
 }
 
 

@@ -24,6 +24,17 @@ Pre-registered design (full mode):
 
 The paper reports AUC 1.0 for T3 on Fashion-MNIST (and 0.99 for T1 on CIFAR-10).
 
+Added by the second design (issue 13; ``docs/results.md``), without changing any set of
+the first: 3 *null sets* per repetition, clean sets from a separate random stream
+(``random_state + 1``) scored against the repetition's reference, which only serve to
+normalise each net's scores (``"null_scores"``; :mod:`.fig6_scoring`, whose breakdown --
+pooled, within each net, normalised -- is stored as ``"scoring"``);
+``trigger_set="separated"`` (backdoored nets on ``ul-square``, ``ur-checker``,
+``ll-cross``; candidates the four separated triggers); and ``epochs``. Each net's W is
+also written to ``out_dir/nets/`` as soon as it is measured, and a later run of the same
+command with the same parameters takes it from there instead of measuring it again, so
+a run too long for one sitting can be finished in several.
+
 Quick mode: T1 only, 1 clean + 3 backdoored quick nets (seed 0), 2 repetitions, sigmas
 (0.1, 0.3), n = 100.
 
@@ -38,15 +49,26 @@ import numpy as np
 
 from ... import LeveneBackdoorDetector
 from ...plotting import plot_roc_panels
+from ..cache import config_key
 from ..train import backdoor_accuracy
-from ..triggers import TRIGGER_NUMBERS, get_trigger
-from ._common import DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_indices, sigma_key
+from ..triggers import TRIGGER_SETS, get_trigger
+from ._common import (
+    DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_indices, jsonable,
+    sigma_key,
+)
+from .fig6_scoring import score_breakdown
 
-__all__ = ["run", "functional_trigger_auc", "FUNCTIONAL_ASR"]
+__all__ = ["run", "functional_trigger_auc", "FUNCTIONAL_ASR", "TRAINED_TRIGGERS"]
 
 DIRECTIONS = ("smoother", "wobblier", "two-sided")
-#: The candidate triggers: the eight patches of the paper's Fig. 3.
-CANDIDATE_TRIGGERS = tuple(TRIGGER_NUMBERS.values())
+#: The candidate triggers of the first design: the eight patches of the paper's Fig. 3.
+CANDIDATE_TRIGGERS = TRIGGER_SETS["fig3"]
+#: The backdoored nets' triggers per trigger set (Fig. 3's numbers 1, 3, 4; three of the
+#: separated set, whose fourth, ``lr-plus``, is never trained).
+TRAINED_TRIGGERS = {"fig3": ("square", "checker2", "checker"),
+                    "separated": ("ul-square", "ur-checker", "ll-cross")}
+#: Clean null sets per repetition (normalisation only; see :mod:`.fig6_scoring`).
+NULL_SETS = 3
 #: Test images (of other classes than the target) on which each trigger's attack success
 #: on each net is measured.
 CROSS_ASR_IMAGES = 1000
@@ -58,8 +80,8 @@ FUNCTIONAL_ASR = 0.5
 
 def run(
     out_dir, *, quick=False, data_dir=None, cache_dir=None, dataset="fashion-mnist", log=print,
-    download=False, epochs=None, threats=None, triggers=("square", "checker2", "checker"), seeds=None,
-    repetitions=None, random_state=0,
+    download=False, epochs=None, threats=None, trigger_set="fig3", triggers=None, seeds=None,
+    repetitions=None, random_state=0, null_sets=NULL_SETS,
 ):
     """Run Fig. 6; write ``fig6.png`` and ``fig6.json`` to ``out_dir``.
 
@@ -77,14 +99,18 @@ def run(
         on Fashion-MNIST, 3 on CIFAR-10; quick mode 2 (1).
     threats : tuple of str, optional
         Default ("T3", "T1"); quick: ("T1",).
-    triggers : tuple of str, default=("square", "checker2", "checker")
-        The backdoored nets' triggers (Fig. 3's numbers 1, 3, 4).
+    trigger_set : {"fig3", "separated"}, default="fig3"
+        The candidate triggers (:data:`~wobbledetect.lab.triggers.TRIGGER_SETS`).
+    triggers : tuple of str, optional
+        The backdoored nets' triggers; default :data:`TRAINED_TRIGGERS` of the set.
     seeds : tuple of int, optional
         Seeds of the clean nets and of each trigger's nets. Default (0, 1, 2); quick: (0,).
     repetitions : int, optional
         Reference/candidate draws per net. Default 5; quick: 2.
     random_state : int, default=0
-        Seed of the sets drawn.
+        Seed of the sets drawn (the null sets: ``random_state + 1``).
+    null_sets : int, default=3
+        Clean null sets per repetition; 0 draws none (the first design).
 
     Returns
     -------
@@ -100,39 +126,57 @@ def run(
     exp = Experiment("fig6", out_dir, quick=quick, data_dir=data_dir, cache_dir=cache_dir,
                      dataset=dataset, log=log, download=download,
                      epochs=epochs)
+    if trigger_set not in TRIGGER_SETS:
+        raise ValueError(f"The 'trigger_set' parameter must be one of {sorted(TRIGGER_SETS)}; "
+                         f"got {trigger_set!r}.")
+    candidate_triggers = TRIGGER_SETS[trigger_set]
+    triggers = tuple(triggers or TRAINED_TRIGGERS[trigger_set])
     threats = tuple(threats or (("T1",) if quick else ("T3", "T1")))
     seeds = tuple(seeds if seeds is not None else ((0,) if quick else (0, 1, 2)))
     repetitions = int(repetitions or (2 if quick else 5))
-    n_candidates = 1 + len(CANDIDATE_TRIGGERS)
+    null_sets = int(null_sets)
+    n_candidates = 1 + len(candidate_triggers)
+    per_rep = 1 + n_candidates + null_sets
     nets = {
         threat: [exp.net_config(None, None, seed) for seed in seeds]
         + [exp.net_config(threat, trigger, seed) for trigger in triggers for seed in seeds]
         for threat in threats
     }
     distinct = list(dict.fromkeys(config for configs in nets.values() for config in configs))
-    exp.plan(distinct, len(distinct) * repetitions * (1 + n_candidates) * SET_SIZE
+    exp.plan(distinct, len(distinct) * repetitions * per_rep * SET_SIZE
              * exp.n_samples * len(exp.sigmas))
 
     data = exp.data
-    sets = _draw_sets(data, repetitions, np.random.RandomState(random_state))
-    candidates = ["clean", *CANDIDATE_TRIGGERS]
+    sets = _draw_sets(data, repetitions, np.random.RandomState(random_state), candidate_triggers,
+                      null_sets, np.random.RandomState(random_state + 1))
+    candidates = ["clean", *candidate_triggers]
     others = np.flatnonzero(data.y_test != TARGET)[:CROSS_ASR_IMAGES]
+    signature = {
+        "candidates": candidates, "repetitions": repetitions, "null_sets": null_sets,
+        "random_state": random_state, "n_samples": exp.n_samples, "noise_seed": NOISE_SEED,
+        "sigmas": [sigma_key(s) for s in exp.sigmas], "cross_asr_images": len(others),
+    }
 
     W_of, cross_asr = {}, {}  # by net label; clean nets are scored once for all threats
     for i, config in enumerate(distinct, 1):
         log(f"[fig6] net {i}/{len(distinct)}: {config.label}")
+        stored = _PerNet(exp.out_dir, config, signature)
+        if stored.load(exp, W_of, cross_asr):
+            log(f"[fig6] {config.label}: W and attack success from {stored.path}")
+            continue
         model = exp.net(config)
         cross_asr[config.label] = {
             trigger: backdoor_accuracy(model, data.X_test[others], data.y_test[others], trigger,
                                        "T1", target=TARGET, n_classes=data.n_classes)
-            for trigger in CANDIDATE_TRIGGERS
+            for trigger in candidate_triggers
         }
         wob = exp.wobbliness(model)
         W_of[config.label] = {
             sigma_key(sigma): exp.W(wob, sigma, sets, config.label).reshape(
-                repetitions, 1 + n_candidates, SET_SIZE)
+                repetitions, per_rep, SET_SIZE)
             for sigma in exp.sigmas
         }
+        stored.save(exp, W_of, cross_asr)
 
     pairs, scores, auc, median_w = {}, {}, {d: {} for d in DIRECTIONS}, {}
     for threat in threats:
@@ -151,7 +195,8 @@ def run(
             key = sigma_key(sigma)
             scores[threat][key] = {
                 direction: np.concatenate([
-                    _scores(W_of[config.label][key], direction) for config in nets[threat]
+                    _scores(W_of[config.label][key][:, :1 + n_candidates], direction)
+                    for config in nets[threat]
                 ])
                 for direction in DIRECTIONS
             }
@@ -170,11 +215,28 @@ def run(
                 f"two-sided {auc['two-sided'][threat][key]:.3f} "
                 f"({sum(labels)} positives of {len(labels)} pairs)")
 
+    null_scores = {}
+    if null_sets:
+        for label, by_sigma in W_of.items():
+            null_scores[label] = {
+                key: {direction: np.concatenate([
+                    LeveneBackdoorDetector(direction=direction).fit(W_rep[:1]).decision_function(
+                        W_rep[1 + n_candidates:])
+                    for W_rep in W
+                ]) for direction in DIRECTIONS}
+                for key, W in by_sigma.items()
+            }
+    scoring = score_breakdown({"pairs": pairs, "scores": scores, "null_scores": null_scores})
+    for threat in threats:
+        log(f"[fig6] {threat} 'smoother' AUC normalised per net ({scoring['null']}): " + ", ".join(
+            f"{k} {v:.3f}" for k, v in scoring["normalised"]["paper"]["smoother"][threat].items()))
+
     png = _plot(exp, threats, pairs, scores, auc, nets, repetitions)
     return exp.finish(
         {
             "parameters": {
-                "threats": list(threats), "triggers": list(triggers), "seeds": list(seeds),
+                "threats": list(threats), "trigger_set": trigger_set, "triggers": list(triggers),
+                "seeds": list(seeds), "null_sets": null_sets,
                 "repetitions": repetitions, "candidates": candidates, "target": TARGET,
                 "set_size": SET_SIZE, "n_samples": exp.n_samples, "sigmas": list(exp.sigmas),
                 "random_state": random_state, "cross_asr_images": len(others),
@@ -187,6 +249,8 @@ def run(
             "scores": scores,
             "median_w": median_w,
             "cross_trigger_backdoor_accuracy": cross_asr,
+            "null_scores": null_scores,
+            "scoring": scoring,
         } | {"secondary": functional_trigger_auc({
             "pairs": pairs, "scores": scores, "cross_trigger_backdoor_accuracy": cross_asr})},
         [png],
@@ -245,8 +309,11 @@ def functional_trigger_auc(results, threshold=FUNCTIONAL_ASR):
     return {"threshold": threshold, "positives": positives, "auc_by_direction": auc}
 
 
-def _draw_sets(data, repetitions, rng):
-    """Per repetition: reference, fresh clean, then the base images with each trigger."""
+def _draw_sets(data, repetitions, rng, candidate_triggers, null_sets, null_rng):
+    """Per repetition: reference, fresh clean, the base images with each trigger, null sets.
+
+    The null sets come from their own stream, so the other sets are the first design's.
+    """
     every = np.arange(len(data.y_test))
     others = np.flatnonzero(data.y_test != TARGET)
     sets = []
@@ -254,8 +321,48 @@ def _draw_sets(data, repetitions, rng):
         sets.append(data.X_test[draw_indices(rng, every, SET_SIZE)])
         sets.append(data.X_test[draw_indices(rng, every, SET_SIZE)])
         base = data.X_test[draw_indices(rng, others, SET_SIZE)]
-        sets.extend(get_trigger(trigger)(base) for trigger in CANDIDATE_TRIGGERS)
+        sets.extend(get_trigger(trigger)(base) for trigger in candidate_triggers)
+        sets.extend(data.X_test[draw_indices(null_rng, every, SET_SIZE)] for _ in range(null_sets))
     return np.stack(sets)
+
+
+class _PerNet:
+    """One net's W and attack success in ``out_dir/nets/``, reused by a later identical run.
+
+    The file records the net's cache key and everything that decides its W (sets, sigmas,
+    n, noise seed); a file that does not match is measured again and replaced.
+    """
+
+    def __init__(self, out_dir, config, signature):
+        self.path = out_dir / "nets" / f"{config.label.replace('/', '_')}.npz"
+        self.config = config
+        self.signature = {**signature, "key": config_key(config.key_dict())}
+
+    def load(self, exp, W_of, cross_asr):
+        import json
+
+        if not self.path.is_file():
+            return False
+        with np.load(self.path) as stored:
+            meta = json.loads(str(stored["meta"]))
+            if meta["signature"] != jsonable(self.signature):
+                exp.log(f"[fig6] {self.path} was measured with other parameters; measuring again")
+                return False
+            W_of[self.config.label] = {key: stored[f"W_{key}"] for key in meta["signature"]["sigmas"]}
+        cross_asr[self.config.label] = meta["cross_asr"]
+        exp.nets[self.config.label] = meta["net"] | {"from_cache": True}
+        return True
+
+    def save(self, exp, W_of, cross_asr):
+        import json
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"signature": self.signature, "cross_asr": cross_asr[self.config.label],
+                "net": exp.nets[self.config.label]}
+        arrays = {f"W_{key}": np.asarray(W) for key, W in W_of[self.config.label].items()}
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, meta=json.dumps(jsonable(meta)), **arrays)
+        tmp.replace(self.path)
 
 
 def _scores(W, direction):

@@ -35,7 +35,7 @@ import numpy as np
 
 from ... import LeveneBackdoorDetector
 from ...plotting import plot_heatmaps
-from ..triggers import TRIGGERS, get_trigger
+from ..triggers import TRIGGER_SETS, get_trigger
 from ._common import DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_indices, sigma_key
 
 __all__ = ["run"]
@@ -90,7 +90,7 @@ def run(
                      cache_dir=cache_dir, dataset=dataset, log=log, download=download,
                      epochs=epochs)
     threats = tuple(threats or (("T1",) if quick else ("T1", "T3")))
-    triggers = tuple(triggers or (QUICK_TRIGGERS if quick else tuple(TRIGGERS)))
+    triggers = tuple(triggers or (QUICK_TRIGGERS if quick else (*TRIGGER_SETS["fig3"], "blend")))
     repetitions = int(repetitions or (3 if quick else 10))
     configs = {(threat, trigger): exp.net_config(threat, trigger, seed)
                for threat in threats for trigger in triggers}

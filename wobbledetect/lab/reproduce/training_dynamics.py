@@ -102,7 +102,8 @@ def run(
     sets, true_class = _draw_sets(data, trigger, repetitions, np.random.RandomState(random_state))
     cells = {}
     for threat in threats:
-        exp.net(longest[threat], snapshots=epoch_counts[:-1])  # trains once, caches the rest
+        exp.net(longest[threat], snapshots=epoch_counts[:-1],  # trains once, caches the rest
+                name=f"{longest[threat].label}/e{epoch_counts[-1]}")
         for e in epoch_counts:
             config = replace(longest[threat], epochs=e)
             name = f"{config.label}/e{e}"

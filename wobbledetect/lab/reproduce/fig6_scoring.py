@@ -1,0 +1,203 @@
+"""Fig. 6 scored three ways: pooled over nets, within each net, and normalised per net.
+
+Fig. 6's AUC pools the (reference, candidate) scores of 12 nets. Nets differ in how
+wobbly they are, so one net's clean sets can outscore another's triggered ones although
+each net alone separates them. Pre-registered (``docs/results.md``, "Pre-registered
+design: why Fig. 6 does not reproduce", point 1), per threat model, sigma and direction:
+
+- ``pooled``: the AUC over every pair of every net (the paper's, and Fig. 6's);
+- ``within_net``: each backdoored net's AUC over its own pairs -- what a user who
+  screens one model sees; median, minimum and maximum over the nets, and each net's;
+- ``normalised``: the pooled AUC after standardising every score by its net's own
+  clean-vs-clean null, ``z = (s - mean(null)) / sd(null)`` (only centred where the null
+  has no spread). The null is the net's ``"null_scores"`` when the run drew null sets;
+  else (the first Fig. 6 run) the scores of the net's clean candidates in the *other*
+  repetitions (leave one repetition out).
+
+Each with the paper's negatives (clean and untrained-trigger candidates) and with clean
+candidates as the only negatives (``"paper"`` and ``"clean-only"``).
+
+``wobbledetect reproduce fig6-scoring --out DIR`` re-scores ``DIR/fig6.json`` (no
+training, no W) and writes ``fig6_scoring.json`` and ``fig6_scoring.png`` beside it; a
+Fig. 6 run also stores this breakdown in its own JSON (``"scoring"``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ...plotting import COLORS, plot_line_panels
+from ._common import auc_or_nan, jsonable
+
+__all__ = ["run", "score_breakdown", "normalise_per_net", "NEGATIVES"]
+
+#: Which candidates count as negatives: the paper's labelling, or clean sets only.
+NEGATIVES = ("paper", "clean-only")
+
+
+def normalise_per_net(pairs, scores, null_scores=None):
+    """Every pair's score standardised by its own net's clean-vs-clean null.
+
+    Parameters
+    ----------
+    pairs : dict
+        ``{"net": [...], "repetition": [...], "candidate": [...]}`` of one threat model.
+    scores : array-like of shape (n_pairs,)
+        One sigma's and direction's scores of those pairs.
+    null_scores : dict of str -> array-like, optional
+        Per net, scores of clean sets drawn for the null only. Default: leave one
+        repetition out -- a pair's null is its net's clean-candidate scores in the other
+        repetitions.
+
+    Returns
+    -------
+    ndarray of shape (n_pairs,)
+
+    Examples
+    --------
+    >>> from wobbledetect.lab.reproduce.fig6_scoring import normalise_per_net
+    >>> pairs = {"net": ["a"] * 4 + ["b"] * 4, "repetition": [0, 0, 1, 1] * 2,
+    ...          "candidate": ["clean", "square"] * 4}
+    >>> scores = [1.0, 5.0, 3.0, 5.0, 11.0, 15.0, 13.0, 15.0]
+    >>> normalise_per_net(pairs, scores).tolist()  # null of one value: only centred
+    [-2.0, 2.0, 2.0, 4.0, -2.0, 2.0, 2.0, 4.0]
+    """
+    nets = np.asarray(pairs["net"])
+    reps = np.asarray(pairs["repetition"])
+    clean = np.asarray(pairs["candidate"]) == "clean"
+    scores = np.asarray(scores, dtype=float)
+    z = np.empty_like(scores)
+    for i, (net, rep) in enumerate(zip(nets, reps)):
+        if null_scores is not None:
+            null = np.asarray(null_scores[net], dtype=float)
+        else:
+            null = scores[(nets == net) & clean & (reps != rep)]
+        if null.size == 0:
+            raise ValueError(f"Net {str(net)!r} has no null scores to normalise by.")
+        sd = null.std(ddof=1) if null.size > 1 else 0.0
+        z[i] = (scores[i] - null.mean()) / (sd if sd > 0 else 1.0)
+    return z
+
+
+def score_breakdown(results):
+    """Pooled, within-net and normalised AUC of a Fig. 6 result, both negative sets.
+
+    Parameters
+    ----------
+    results : dict
+        What :func:`wobbledetect.lab.reproduce.fig6.run` returns (or ``fig6.json``):
+        uses ``"pairs"``, ``"scores"`` and, when present, ``"null_scores"``.
+
+    Returns
+    -------
+    dict
+        ``{"pooled" | "normalised": {negatives: {direction: {threat: {sigma: auc}}}},
+        "within_net": {negatives: {direction: {threat: {sigma: {"median", "min",
+        "max", "per_net": {net: auc}}}}}}, "null": how the null was formed}``.
+    """
+    null_scores = results.get("null_scores")
+    out = {"pooled": {}, "normalised": {}, "within_net": {},
+           "null": "null sets" if null_scores else "leave one repetition out"}
+    for threat, pairs in results["pairs"].items():
+        labels = np.asarray(pairs["label"])
+        nets = np.asarray(pairs["net"])
+        clean = np.asarray(pairs["candidate"]) == "clean"
+        backdoored = sorted({net for net, label in zip(nets, labels) if label})
+        masks = {"paper": np.ones(len(labels), bool), "clean-only": (labels == 1) | clean}
+        for key, by_direction in results["scores"][threat].items():
+            for direction, score in by_direction.items():
+                score = np.asarray(score, dtype=float)
+                per_net_null = (None if not null_scores else
+                                {net: null_scores[net][key][direction] for net in set(nets)})
+                z = normalise_per_net(pairs, score, per_net_null)
+                for negatives, mask in masks.items():
+                    def put(kind, value):
+                        out[kind].setdefault(negatives, {}).setdefault(direction, {}).setdefault(
+                            threat, {})[key] = value
+                    put("pooled", auc_or_nan(labels[mask], score[mask]))
+                    put("normalised", auc_or_nan(labels[mask], z[mask]))
+                    per_net = {net: auc_or_nan(labels[mask & (nets == net)],
+                                               score[mask & (nets == net)]) for net in backdoored}
+                    values = np.array(list(per_net.values()), dtype=float)
+                    put("within_net", {"median": float(np.nanmedian(values)),
+                                       "min": float(np.nanmin(values)),
+                                       "max": float(np.nanmax(values)), "per_net": per_net})
+    return out
+
+
+def run(out_dir, *, log=print, epochs=None, **ignored):
+    """Re-score ``out_dir/fig6.json``; write ``fig6_scoring.json`` and ``.png`` beside it.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The folder of a finished Fig. 6 run.
+    log : callable, default=print
+    epochs : None
+        Refused: a finished run's nets have the epochs its JSON records.
+    **ignored
+        The options every figure takes (``quick``, ``data_dir``...); a re-scoring reads
+        no data and trains nothing.
+
+    Returns
+    -------
+    dict
+        What ``fig6_scoring.json`` holds: :func:`score_breakdown` of the run, with its
+        mode, epochs and sigmas.
+
+    Examples
+    --------
+    >>> from wobbledetect.lab.reproduce import fig6_scoring
+    >>> out = fig6_scoring.run("examples/results/fig6")  # doctest: +SKIP
+    >>> out["normalised"]["paper"]["smoother"]["T3"]["0.3"]  # doctest: +SKIP
+    """
+    if epochs is not None:
+        raise ValueError("fig6-scoring re-scores a finished Fig. 6 run; its nets' epochs are "
+                         "those in its fig6.json. Leave out --epochs.")
+    out_dir = Path(out_dir)
+    source = out_dir / "fig6.json"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} does not exist; run `wobbledetect reproduce fig6 "
+                                f"--out {out_dir}` first.")
+    results = json.loads(source.read_text())
+    breakdown = {
+        "figure": "fig6_scoring", "source": source.name, "mode": results["mode"],
+        "epochs": results.get("epochs", 4), "sigmas": results["parameters"]["sigmas"],
+        **score_breakdown(results),
+    }
+    for threat in results["pairs"]:
+        for kind in ("pooled", "normalised"):
+            values = breakdown[kind]["paper"]["smoother"][threat]
+            log(f"[fig6-scoring] {threat} {kind}: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in values.items()))
+    breakdown["files"] = [_plot(breakdown, out_dir / "fig6_scoring.png"), "fig6_scoring.json"]
+    (out_dir / "fig6_scoring.json").write_text(
+        json.dumps(jsonable(breakdown), indent=2, allow_nan=False) + "\n")
+    log(f"[fig6-scoring] wrote fig6_scoring.png, fig6_scoring.json to {out_dir}")
+    return breakdown
+
+
+def _plot(breakdown, path):
+    sigmas = breakdown["sigmas"]
+    keys = [repr(float(s)) for s in sigmas]
+    panels = []
+    for threat in breakdown["pooled"]["paper"]["smoother"]:
+        series, styles = {}, {}
+        for j, kind in enumerate(("pooled", "normalised", "within_net")):
+            for negatives, ls in (("paper", "-"), ("clean-only", "--")):
+                cells = breakdown[kind][negatives]["smoother"][threat]
+                values = [cells[k]["median"] if kind == "within_net" else cells[k] for k in keys]
+                label = {"pooled": "pooled (the paper's)", "normalised": "pooled, normalised per net",
+                         "within_net": "within each net (median)"}[kind]
+                label = label if negatives == "paper" else f"{label}, clean-only negatives"
+                series[label], styles[label] = values, (COLORS[j], ls)
+        panels.append({"title": f"{threat}: 'smoother' AUC", "xlabel": r"noise scale $\sigma$",
+                       "ylabel": "ROC AUC", "x": sigmas, "series": series, "styles": styles,
+                       "hline": 0.5})
+    return Path(plot_line_panels(
+        panels, path,
+        suptitle=f"Fig. 6 scored three ways ({breakdown['mode']} mode, {breakdown['epochs']} epochs)",
+    )).name
