@@ -31,7 +31,8 @@ from ..cache import ModelCache
 from ..zoo import NetConfig, get_net, load_lab_data
 
 __all__ = [
-    "Setup", "SETUPS", "Experiment", "sigma_key", "auc_or_nan", "draw_indices", "jsonable",
+    "Setup", "SETUPS", "Experiment", "sigma_key", "auc_or_nan", "draw_indices", "draw_triplets",
+    "jsonable",
     "SET_SIZE", "TARGET", "NOISE_SEED", "DISPLAY_NAMES",
 ]
 
@@ -331,6 +332,33 @@ def jsonable(value):
 def draw_indices(rng, pool, size):
     """``size`` distinct entries of the index array ``pool``."""
     return pool[rng.choice(len(pool), size=size, replace=False)]
+
+
+def draw_triplets(data, trigger, repetitions, size, rng):
+    """Per repetition a clean reference, a clean candidate and a triggered candidate.
+
+    Each set holds ``size`` test images; the triggered one only images of classes other
+    than the target.
+
+    Returns
+    -------
+    sets : ndarray of shape (3 * repetitions, size, *input_shape)
+        Reference, clean, triggered; reference, clean, triggered; ...
+    true_class : ndarray of shape (repetitions, size)
+        The true classes of the triggered sets' images.
+    """
+    from ..triggers import get_trigger
+
+    every = np.arange(len(data.y_test))
+    others = np.flatnonzero(data.y_test != TARGET)
+    sets, true_class = [], []
+    for _ in range(repetitions):
+        sets.append(data.X_test[draw_indices(rng, every, size)])
+        sets.append(data.X_test[draw_indices(rng, every, size)])
+        base = draw_indices(rng, others, size)
+        sets.append(get_trigger(trigger)(data.X_test[base]))
+        true_class.append(data.y_test[base])
+    return np.stack(sets), np.stack(true_class)
 
 
 _TRAIN_SIZES = {"fashion-mnist": 60000, "cifar10": 50000, "digits": 1078}

@@ -46,13 +46,8 @@ def run(
 
     Parameters
     ----------
-    out_dir : str or os.PathLike
-    quick : bool, default=False
-    data_dir, cache_dir : str or os.PathLike, optional
-        See :func:`wobbledetect.lab.reproduce.fig4.run`.
-    dataset : {"fashion-mnist", "cifar10"}, default="fashion-mnist"
-    log : callable, default=print
-    download : bool, default=False
+    out_dir, quick, data_dir, cache_dir, dataset, log, download
+        As for every figure: see :func:`wobbledetect.lab.reproduce.fig4.run`.
     epochs : int, optional
         Training epochs of the nets (default: the pre-registered 4; quick 2).
     trigger_set : {"separated", "fig3"}, default="separated"

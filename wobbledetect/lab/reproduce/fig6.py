@@ -309,7 +309,8 @@ def functional_trigger_auc(results, threshold=FUNCTIONAL_ASR):
     return {"threshold": threshold, "positives": positives, "auc_by_direction": auc}
 
 
-def _draw_sets(data, repetitions, rng, candidate_triggers, null_sets, null_rng):
+def _draw_sets(data, repetitions, rng, candidate_triggers=CANDIDATE_TRIGGERS, null_sets=0,
+               null_rng=None):
     """Per repetition: reference, fresh clean, the base images with each trigger, null sets.
 
     The null sets come from their own stream, so the other sets are the first design's.

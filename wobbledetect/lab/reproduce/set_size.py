@@ -31,8 +31,7 @@ import numpy as np
 
 from ... import LeveneBackdoorDetector
 from ...plotting import COLORS, plot_line_panels
-from ..triggers import get_trigger
-from ._common import DISPLAY_NAMES, TARGET, Experiment, auc_or_nan, draw_indices, sigma_key
+from ._common import DISPLAY_NAMES, TARGET, Experiment, auc_or_nan, draw_triplets, sigma_key
 
 __all__ = ["run", "SIZES", "SIGMAS", "best_sigma"]
 
@@ -52,13 +51,8 @@ def run(
 
     Parameters
     ----------
-    out_dir : str or os.PathLike
-    quick : bool, default=False
-    data_dir, cache_dir : str or os.PathLike, optional
-        See :func:`wobbledetect.lab.reproduce.fig4.run`.
-    dataset : {"fashion-mnist", "cifar10"}, default="fashion-mnist"
-    log : callable, default=print
-    download : bool, default=False
+    out_dir, quick, data_dir, cache_dir, dataset, log, download
+        As for every figure: see :func:`wobbledetect.lab.reproduce.fig4.run`.
     epochs : int, optional
         Training epochs of the nets (default: the pre-registered 4; quick 2).
     threats : tuple of str, optional
@@ -100,7 +94,7 @@ def run(
     exp.plan(configs.values(), len(threats) * len(sigmas) * repetitions * 3 * largest * exp.n_samples)
 
     data = exp.data
-    sets = _draw_sets(data, trigger, repetitions, largest, np.random.RandomState(random_state))
+    sets, _ = draw_triplets(data, trigger, repetitions, largest, np.random.RandomState(random_state))
     auc, median_w = {}, {}
     for threat, config in configs.items():
         wob = exp.wobbliness(exp.net(config))
@@ -159,17 +153,6 @@ def best_sigma(dynamics, threat, epochs, sigmas):
         raise ValueError(f"The training-dynamics result has no {threat} net at {epochs} epochs "
                          f"with any of the sigmas {list(sigmas)}.")
     return max(keys, key=lambda k: (cells[k]["auc"]["smoother"], -float(k)))
-
-
-def _draw_sets(data, trigger, repetitions, size, rng):
-    every = np.arange(len(data.y_test))
-    others = np.flatnonzero(data.y_test != TARGET)
-    sets = []
-    for _ in range(repetitions):
-        sets.append(data.X_test[draw_indices(rng, every, size)])
-        sets.append(data.X_test[draw_indices(rng, every, size)])
-        sets.append(get_trigger(trigger)(data.X_test[draw_indices(rng, others, size)]))
-    return np.stack(sets)
 
 
 def _auc(W, direction):

@@ -31,8 +31,7 @@ import numpy as np
 
 from ... import LeveneBackdoorDetector, vote_entropy
 from ...plotting import COLORS, plot_line_panels
-from ..triggers import get_trigger
-from ._common import DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_indices, sigma_key
+from ._common import DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_triplets, sigma_key
 
 __all__ = ["run", "EPOCHS", "SIGMAS"]
 
@@ -53,13 +52,8 @@ def run(
 
     Parameters
     ----------
-    out_dir : str or os.PathLike
-    quick : bool, default=False
-    data_dir, cache_dir : str or os.PathLike, optional
-        See :func:`wobbledetect.lab.reproduce.fig4.run`.
-    dataset : {"fashion-mnist", "cifar10"}, default="fashion-mnist"
-    log : callable, default=print
-    download : bool, default=False
+    out_dir, quick, data_dir, cache_dir, dataset, log, download
+        As for every figure: see :func:`wobbledetect.lab.reproduce.fig4.run`.
     epochs : tuple of int, optional
         The epoch counts measured; the largest is trained, the others are its snapshots.
         Default :data:`EPOCHS`; quick: (1, 2).
@@ -99,7 +93,8 @@ def run(
              * SET_SIZE * exp.n_samples)
 
     data = exp.data
-    sets, true_class = _draw_sets(data, trigger, repetitions, np.random.RandomState(random_state))
+    sets, true_class = draw_triplets(data, trigger, repetitions, SET_SIZE,
+                                     np.random.RandomState(random_state))
     cells = {}
     for threat in threats:
         exp.net(longest[threat], snapshots=epoch_counts[:-1],  # trains once, caches the rest
@@ -130,20 +125,6 @@ def run(
         },
         [png],
     )
-
-
-def _draw_sets(data, trigger, repetitions, rng):
-    """Per repetition: reference, clean candidate, triggered candidate; the triggered true classes."""
-    every = np.arange(len(data.y_test))
-    others = np.flatnonzero(data.y_test != TARGET)
-    sets, true_class = [], []
-    for _ in range(repetitions):
-        sets.append(data.X_test[draw_indices(rng, every, SET_SIZE)])
-        sets.append(data.X_test[draw_indices(rng, every, SET_SIZE)])
-        base = draw_indices(rng, others, SET_SIZE)
-        sets.append(get_trigger(trigger)(data.X_test[base]))
-        true_class.append(data.y_test[base])
-    return np.stack(sets), np.stack(true_class)
 
 
 def _summary(W):
