@@ -244,6 +244,17 @@ def test_select_sigma_tiny(data_dir, lab_cache, tmp_path, monkeypatch):
     assert 0.0 <= results["auc"] <= 1.0 and len(saved["evaluation"]["labels"]) == 9
 
 
+def test_fig6_null_sets_leave_the_first_designs_sets_unchanged():
+    from wobbledetect.lab.zoo import load_lab_data
+
+    data = load_lab_data("digits")
+    first = fig6._draw_sets(data, 2, np.random.RandomState(0))
+    with_null = fig6._draw_sets(data, 2, np.random.RandomState(0), fig6.CANDIDATE_TRIGGERS, 3,
+                                np.random.RandomState(1))
+    assert first.shape[0] == 2 * 10 and with_null.shape[0] == 2 * 13
+    np.testing.assert_array_equal(first.reshape(2, 10, -1), with_null.reshape(2, 13, -1)[:, :10])
+
+
 @pytest.mark.slow
 def test_training_dynamics_tiny(data_dir, lab_cache, tmp_path, tiny):
     lines = []
