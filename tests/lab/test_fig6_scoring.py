@@ -90,3 +90,16 @@ def test_rescoring_needs_a_run_and_refuses_epochs(tmp_path):
         fig6_scoring.run(tmp_path)
     with pytest.raises(ValueError, match="Leave out --epochs"):
         fig6_scoring.run(tmp_path, epochs=16)
+
+
+def test_one_repetition_without_null_sets_says_it_cannot_normalise():
+    results = _two_nets()
+    pairs = results["pairs"]["T1"]
+    keep = [i for i, rep in enumerate(pairs["repetition"]) if rep == 0]
+    one = {"pairs": {"T1": {k: [v[i] for i in keep] for k, v in pairs.items()}},
+           "scores": {"T1": {"0.3": {"smoother": [results["scores"]["T1"]["0.3"]["smoother"][i]
+                                                  for i in keep]}}}}
+    with pytest.warns(UserWarning, match="cannot normalise per net: Net 'a' has no null scores"):
+        out = score_breakdown(one)
+    assert np.isnan(out["normalised"]["paper"]["smoother"]["T1"]["0.3"])
+    assert out["pooled"]["paper"]["smoother"]["T1"]["0.3"] == pytest.approx(1 - 2 / 8)

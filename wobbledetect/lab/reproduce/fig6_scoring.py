@@ -25,6 +25,7 @@ Fig. 6 run also stores this breakdown in its own JSON (``"scoring"``).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -96,9 +97,12 @@ def score_breakdown(results):
     dict
         ``{"pooled" | "normalised": {negatives: {direction: {threat: {sigma: auc}}}},
         "within_net": {negatives: {direction: {threat: {sigma: {"median", "min",
-        "max", "per_net": {net: auc}}}}}}, "null": how the null was formed}``.
+        "max", "per_net": {net: auc}}}}}}, "null": how the null was formed}``. Where a
+        net has no null to normalise by (one repetition and no null sets), the
+        normalised AUC is NaN and a ``UserWarning`` says why.
     """
     null_scores = results.get("null_scores")
+    missing = None
     out = {"pooled": {}, "normalised": {}, "within_net": {},
            "null": "null sets" if null_scores else "leave one repetition out"}
     for threat, pairs in results["pairs"].items():
@@ -112,19 +116,27 @@ def score_breakdown(results):
                 score = np.asarray(score, dtype=float)
                 per_net_null = (None if not null_scores else
                                 {net: null_scores[net][key][direction] for net in set(nets)})
-                z = normalise_per_net(pairs, score, per_net_null)
+                try:
+                    z = normalise_per_net(pairs, score, per_net_null)
+                except ValueError as exc:
+                    z = None
+                    missing = str(exc)
                 for negatives, mask in masks.items():
                     def put(kind, value):
                         out[kind].setdefault(negatives, {}).setdefault(direction, {}).setdefault(
                             threat, {})[key] = value
                     put("pooled", auc_or_nan(labels[mask], score[mask]))
-                    put("normalised", auc_or_nan(labels[mask], z[mask]))
+                    put("normalised", float("nan") if z is None else auc_or_nan(labels[mask], z[mask]))
                     per_net = {net: auc_or_nan(labels[mask & (nets == net)],
                                                score[mask & (nets == net)]) for net in backdoored}
                     values = np.array(list(per_net.values()), dtype=float)
                     put("within_net", {"median": float(np.nanmedian(values)),
                                        "min": float(np.nanmin(values)),
                                        "max": float(np.nanmax(values)), "per_net": per_net})
+    if missing:
+        warnings.warn(f"Fig. 6 scoring cannot normalise per net: {missing} Draw null sets "
+                      "(null_sets > 0) or use at least 2 repetitions; the normalised AUC is NaN.",
+                      UserWarning, stacklevel=2)
     return out
 
 
