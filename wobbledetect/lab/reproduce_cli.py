@@ -90,7 +90,10 @@ def register(subparsers):
         "active and unused trigger), fig5 (mean W vs backdoor accuracy, T2), fig6 (Levene "
         "ROC over 3 clean + 9 backdoored nets, T3 and T1), smoothing-map (where backdoor "
         "smoothing holds: trigger x sigma x threat model), select-sigma (GridSearchCV), "
-        "erasure (why the direction flips: where triggered inputs' noisy copies vote). "
+        "erasure (why the direction flips: where triggered inputs' noisy copies vote), "
+        "fig6-scoring (a finished fig6 re-scored pooled / within each net / normalised per "
+        "net), training-dynamics (W over training epochs), set-size (the AUC for sets of 25 "
+        "to 250), cross-trigger (which triggers fire on each other's nets). "
         "Full mode trains many nets (hours on a CPU); --quick is the CI-sized run.",
     )
     parser.add_argument("figure", choices=CHOICES, help="which figure")
