@@ -31,7 +31,7 @@ from sklearn.metrics import roc_auc_score
 
 from wobbledetect import vote_entropy
 from wobbledetect._sequential import counts_until_stop, minority_bound
-from wobbledetect.lab.reproduce import fig6
+from wobbledetect.lab.reproduce._common import reference_scores
 
 
 def pinned_down_counts(block_counts, *, tol=0.05, se_tol=0.08):
@@ -106,7 +106,7 @@ def score_saved_counts(path, rules):
                 W = vote_entropy(counts.reshape(-1, counts.shape[-1])).reshape(counts.shape[:-1])
                 y, scores, forwards = per_rule.setdefault(name, ([], [], []))
                 y.append(net_labels[:, 1:].ravel())  # set 0 of each repetition is the reference
-                scores.append(fig6._scores(W, "smoother"))
+                scores.append(reference_scores(W, "smoother"))
                 forwards.append(counts.sum(axis=-1)[:, 1:].reshape(-1, counts.shape[2]).mean(axis=1))
         out[sigma] = {}
         for name, parts in per_rule.items():

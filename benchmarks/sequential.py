@@ -121,7 +121,7 @@ def demo_rows(args, saved):
 
 def fig6_rows(args, saved):
     from wobbledetect.lab.reproduce import fig6
-    from wobbledetect.lab.reproduce._common import SET_SIZE, Experiment, sigma_key
+    from wobbledetect.lab.reproduce._common import SET_SIZE, Experiment, reference_scores, sigma_key
 
     quick = args.setup == "fig6-quick"
     exp = Experiment("fig6", args.work_dir, quick=quick, data_dir=args.data_dir,
@@ -157,7 +157,7 @@ def fig6_rows(args, saved):
                 W = W.reshape(repetitions, 1 + n_candidates, SET_SIZE)
                 f = f.reshape(repetitions, 1 + n_candidates, SET_SIZE)
                 scores, forwards, candidate_W = per_variant.setdefault(name, ([], [], []))
-                scores.append(fig6._scores(W, "smoother"))
+                scores.append(reference_scores(W, "smoother"))
                 forwards.append(f[:, 1:].reshape(-1, SET_SIZE))
                 candidate_W.append(W[:, 1:].reshape(-1, SET_SIZE))
         row = {name: _summary(labels, *map(np.concatenate, values)) for name, values in per_variant.items()}

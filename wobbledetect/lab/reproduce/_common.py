@@ -27,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..._levene import DIRECTIONS
 from ..cache import ModelCache
 from ..zoo import NetConfig, get_net, load_lab_data
 
 __all__ = [
     "Setup", "SETUPS", "Experiment", "sigma_key", "auc_or_nan", "draw_indices", "draw_triplets",
-    "jsonable",
+    "reference_scores", "jsonable", "DIRECTIONS",
     "SET_SIZE", "TARGET", "NOISE_SEED", "DISPLAY_NAMES",
 ]
 
@@ -332,6 +333,29 @@ def jsonable(value):
 def draw_indices(rng, pool, size):
     """``size`` distinct entries of the index array ``pool``."""
     return pool[rng.choice(len(pool), size=size, replace=False)]
+
+
+def reference_scores(W, direction):
+    """Levene scores of each repetition's candidate sets against that repetition's reference.
+
+    Parameters
+    ----------
+    W : ndarray of shape (n_repetitions, n_sets, set_size)
+        Per repetition, the clean reference first, then the candidates.
+    direction : {"smoother", "wobblier", "two-sided"}
+
+    Returns
+    -------
+    ndarray of shape (n_repetitions * (n_sets - 1),)
+        :meth:`~wobbledetect.LeveneBackdoorDetector.decision_function`, repetition by
+        repetition.
+    """
+    from ... import LeveneBackdoorDetector
+
+    return np.concatenate([
+        LeveneBackdoorDetector(direction=direction).fit(W_rep[:1]).decision_function(W_rep[1:])
+        for W_rep in W
+    ])
 
 
 def draw_triplets(data, trigger, repetitions, size, rng):

@@ -27,11 +27,10 @@ from ... import LeveneBackdoorDetector
 from ...plotting import plot_w_box_panels
 from ..train import backdoor_accuracy
 from ..triggers import get_trigger
-from ._common import DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, draw_indices, sigma_key
+from ._common import DIRECTIONS, DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, draw_indices, sigma_key
 
 __all__ = ["run"]
 
-DIRECTIONS = ("smoother", "wobblier", "two-sided")
 
 
 def run(

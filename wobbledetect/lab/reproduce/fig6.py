@@ -45,22 +45,22 @@ one of them); (3 + 2 x 9) nets x 5 x 10 sets x 25 x 250 x 7 sigmas = 46M forward
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from ... import LeveneBackdoorDetector
 from ...plotting import plot_roc_panels
 from ..cache import config_key
 from ..train import backdoor_accuracy
 from ..triggers import TRIGGER_SETS, get_trigger
 from ._common import (
-    DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_indices, jsonable,
-    sigma_key,
+    DIRECTIONS, DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_indices,
+    jsonable, reference_scores, sigma_key,
 )
 from .fig6_scoring import score_breakdown
 
 __all__ = ["run", "functional_trigger_auc", "FUNCTIONAL_ASR", "TRAINED_TRIGGERS"]
 
-DIRECTIONS = ("smoother", "wobblier", "two-sided")
 #: The candidate triggers of the first design: the eight patches of the paper's Fig. 3.
 CANDIDATE_TRIGGERS = TRIGGER_SETS["fig3"]
 #: The backdoored nets' triggers per trigger set (Fig. 3's numbers 1, 3, 4; three of the
@@ -195,7 +195,7 @@ def run(
             key = sigma_key(sigma)
             scores[threat][key] = {
                 direction: np.concatenate([
-                    _scores(W_of[config.label][key][:, :1 + n_candidates], direction)
+                    reference_scores(W_of[config.label][key][:, :1 + n_candidates], direction)
                     for config in nets[threat]
                 ])
                 for direction in DIRECTIONS
@@ -219,11 +219,9 @@ def run(
     if null_sets:
         for label, by_sigma in W_of.items():
             null_scores[label] = {
-                key: {direction: np.concatenate([
-                    LeveneBackdoorDetector(direction=direction).fit(W_rep[:1]).decision_function(
-                        W_rep[1 + n_candidates:])
-                    for W_rep in W
-                ]) for direction in DIRECTIONS}
+                key: {direction: reference_scores(np.delete(W, np.s_[1:1 + n_candidates], axis=1),
+                                                  direction)
+                      for direction in DIRECTIONS}
                 for key, W in by_sigma.items()
             }
     scoring = score_breakdown({"pairs": pairs, "scores": scores, "null_scores": null_scores})
@@ -340,8 +338,6 @@ class _PerNet:
         self.signature = {**signature, "key": config_key(config.key_dict())}
 
     def load(self, exp, W_of, cross_asr):
-        import json
-
         if not self.path.is_file():
             return False
         with np.load(self.path) as stored:
@@ -355,8 +351,6 @@ class _PerNet:
         return True
 
     def save(self, exp, W_of, cross_asr):
-        import json
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"signature": self.signature, "cross_asr": cross_asr[self.config.label],
                 "net": exp.nets[self.config.label]}
@@ -364,14 +358,6 @@ class _PerNet:
         tmp = self.path.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, meta=json.dumps(jsonable(meta)), **arrays)
         tmp.replace(self.path)
-
-
-def _scores(W, direction):
-    """Decision scores of the candidates of each repetition against its reference."""
-    return np.concatenate([
-        LeveneBackdoorDetector(direction=direction).fit(W_rep[:1]).decision_function(W_rep[1:])
-        for W_rep in W
-    ])
 
 
 def _plot(exp, threats, pairs, scores, auc, nets, repetitions):

@@ -29,13 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import LeveneBackdoorDetector
 from ...plotting import COLORS, plot_line_panels
-from ._common import DISPLAY_NAMES, TARGET, Experiment, auc_or_nan, draw_triplets, sigma_key
+from ._common import (
+    DIRECTIONS, DISPLAY_NAMES, TARGET, Experiment, auc_or_nan, draw_triplets, reference_scores,
+    sigma_key,
+)
 
 __all__ = ["run", "SIZES", "SIGMAS", "best_sigma"]
 
-DIRECTIONS = ("smoother", "wobblier", "two-sided")
 #: Set sizes of the full mode (the paper's 25 and 250, and two between).
 SIZES = (25, 50, 100, 250)
 QUICK_SIZES = (25, 50)
@@ -157,11 +158,7 @@ def best_sigma(dynamics, threat, epochs, sigmas):
 
 def _auc(W, direction):
     """AUC of triggered (label 1) vs clean candidates, each against its repetition's reference."""
-    scores = np.concatenate([
-        LeveneBackdoorDetector(direction=direction).fit(W_rep[:1]).decision_function(W_rep[1:])
-        for W_rep in W
-    ])
-    return auc_or_nan(np.tile([0, 1], len(W)), scores)
+    return auc_or_nan(np.tile([0, 1], len(W)), reference_scores(W, direction))
 
 
 def _plot(exp, threats, sizes, sigmas, auc, best):

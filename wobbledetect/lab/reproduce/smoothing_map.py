@@ -36,11 +36,12 @@ import numpy as np
 from ... import LeveneBackdoorDetector
 from ...plotting import plot_heatmaps
 from ..triggers import TRIGGER_SETS, get_trigger
-from ._common import DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_indices, sigma_key
+from ._common import (
+    DIRECTIONS, DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_indices, sigma_key,
+)
 
 __all__ = ["run"]
 
-DIRECTIONS = ("smoother", "wobblier", "two-sided")
 QUICK_TRIGGERS = ("square", "checker2", "smiley", "blend")
 
 

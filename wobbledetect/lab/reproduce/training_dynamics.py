@@ -29,13 +29,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from ... import LeveneBackdoorDetector, vote_entropy
+from ... import vote_entropy
 from ...plotting import COLORS, plot_line_panels
-from ._common import DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_triplets, sigma_key
+from ._common import (
+    DIRECTIONS, DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_triplets,
+    reference_scores, sigma_key,
+)
 
 __all__ = ["run", "EPOCHS", "SIGMAS"]
 
-DIRECTIONS = ("smoother", "wobblier", "two-sided")
 #: Epoch counts of the full mode (the last is trained, the others are its snapshots).
 EPOCHS = (1, 2, 4, 8, 16, 32)
 QUICK_EPOCHS = (1, 2)
@@ -97,12 +99,14 @@ def run(
                                      np.random.RandomState(random_state))
     cells = {}
     for threat in threats:
-        exp.net(longest[threat], snapshots=epoch_counts[:-1],  # trains once, caches the rest
-                name=f"{longest[threat].label}/e{epoch_counts[-1]}")
+        # The longest net is trained once and caches the others on the way.
+        trained = exp.net(longest[threat], snapshots=epoch_counts[:-1],
+                          name=f"{longest[threat].label}/e{epoch_counts[-1]}")
         for e in epoch_counts:
             config = replace(longest[threat], epochs=e)
             name = f"{config.label}/e{e}"
-            wob = exp.wobbliness(exp.net(config, name=name))
+            model = trained if e == epoch_counts[-1] else exp.net(config, name=name)
+            wob = exp.wobbliness(model)
             for sigma in sigmas:
                 counts = exp.vote_counts(wob, sigma, sets, name)
                 cell = _cell(counts, true_class, repetitions, wob.entropy)
@@ -140,13 +144,7 @@ def _cell(counts, true_class, repetitions, estimator):
     triggered = counts.reshape(repetitions, 3, SET_SIZE, n_classes)[:, 2]
     shares = triggered / triggered.sum(axis=-1, keepdims=True)
     labels = np.tile([0, 1], repetitions)
-    auc = {
-        direction: auc_or_nan(labels, np.concatenate([
-            LeveneBackdoorDetector(direction=direction).fit(W_rep[:1]).decision_function(W_rep[1:])
-            for W_rep in W
-        ]))
-        for direction in DIRECTIONS
-    }
+    auc = {direction: auc_or_nan(labels, reference_scores(W, direction)) for direction in DIRECTIONS}
     return {
         "reference": _summary(W[:, 0]),
         "clean": _summary(W[:, 1]),
