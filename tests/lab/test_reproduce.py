@@ -353,12 +353,39 @@ def test_cli_passes_epochs_and_figure_options_only_where_they_apply(monkeypatch,
     assert calls[-1][1]["epochs"] == 16 and calls[-1][1]["trigger_set"] == "separated"
     assert main(["reproduce", "set-size", "--out", str(tmp_path), "--dynamics-json", "d.json"]) == 0
     assert calls[-1][1]["dynamics_json"] == "d.json" and "epochs" not in calls[-1][1]
+    assert main(["reproduce", "fig6", "--out", str(tmp_path), "--epochs", "16",
+                 "--snapshots", "4,8"]) == 0
+    assert calls[-1][1]["snapshots"] == (4, 8)
     assert main(["reproduce", "fig4", "--out", str(tmp_path), "--trigger-set", "separated"]) == 2
     assert "--trigger-set is an option of fig6, cross-trigger only, not of fig4" in capsys.readouterr().err
-    assert len(calls) == 2
+    assert main(["reproduce", "fig4", "--out", str(tmp_path), "--snapshots", "2"]) == 2
+    assert "--snapshots is an option of fig6 only, not of fig4" in capsys.readouterr().err
+    assert len(calls) == 3
     with pytest.raises(SystemExit):
         main(["reproduce", "fig6", "--out", str(tmp_path), "--epochs", "0"])
     assert "must be a positive integer, got '0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reproduce", "fig6", "--out", str(tmp_path), "--snapshots", "4,x"])
+    assert "must be positive integers separated by commas, like 4 or 4,8; got '4,x'" in capsys.readouterr().err
+
+
+def test_fig6_trains_its_nets_with_the_snapshots_asked_for(data_dir, tmp_path, monkeypatch):
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def net(self, config, *, snapshots=(), name=None):
+        asked.append((config.epochs, snapshots))
+        raise Stop
+
+    with pytest.raises(ValueError, match=r"'snapshots' parameter must hold epoch counts from 1 to 3 "
+                       r"\(below the net's epochs, 4\); got \[4\]"):
+        fig6.run(tmp_path, epochs=4, snapshots=(4,), data_dir=data_dir, cache_dir=tmp_path)
+    monkeypatch.setattr(_common.Experiment, "net", net)
+    with pytest.raises(Stop):
+        fig6.run(tmp_path, epochs=16, snapshots=(8, 4), data_dir=data_dir, cache_dir=tmp_path)
+    assert asked == [(16, [4, 8])]
 
 
 def test_epochs_must_be_a_positive_integer(tmp_path):

@@ -19,6 +19,7 @@ def _log(line):
 FIGURE_OPTIONS = {
     "--trigger-set": ("trigger_set", ("fig6", "cross-trigger")),
     "--dynamics-json": ("dynamics_json", ("set-size",)),
+    "--snapshots": ("snapshots", ("fig6",)),
 }
 
 
@@ -105,7 +106,20 @@ def register(subparsers):
     parser.add_argument("--dynamics-json", default=None,
                         help="set-size: a training_dynamics.json of the same nets, to report the "
                         "AUC at each net's best sigma there")
+    parser.add_argument("--snapshots", type=_epoch_list, default=None, metavar="E[,E...]",
+                        help="fig6: while training a net, also cache it after these epochs "
+                        "(below --epochs), so that the shorter run finds its nets trained")
     parser.set_defaults(func=_run)
+
+
+def _epoch_list(text):
+    import argparse
+
+    try:
+        return tuple(_positive_int(part) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be positive integers separated by commas, like 4 or 4,8; got {text!r}") from None
 
 
 def example_main(figure, description, argv=None):

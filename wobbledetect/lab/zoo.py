@@ -27,7 +27,7 @@ from .threat import THREAT_MODELS, poison
 from .train import backdoor_accuracy, clean_accuracy, make_classifier
 from .triggers import BlendTrigger, get_trigger
 
-__all__ = ["NetConfig", "LabData", "load_lab_data", "build_module", "get_net", "LAB_FORMAT"]
+__all__ = ["NetConfig", "LabData", "load_lab_data", "build_module", "get_net", "check_snapshots", "LAB_FORMAT"]
 
 #: Version of everything that changes a trained net without changing its configuration
 #: (poisoning or subset procedure, training loop). Bump it to invalidate old caches.
@@ -205,6 +205,24 @@ def _module_kwargs(net, input_shape, n_classes):
     return kwargs
 
 
+def check_snapshots(snapshots, epochs):
+    """``snapshots`` as a sorted list of distinct epoch counts below ``epochs``, or a ValueError.
+
+    Examples
+    --------
+    >>> from wobbledetect.lab.zoo import check_snapshots
+    >>> check_snapshots((8, 4, 4), 16)
+    [4, 8]
+    """
+    snapshots = sorted({int(epoch) for epoch in snapshots})
+    if any(not 1 <= epoch < epochs for epoch in snapshots):
+        raise ValueError(
+            f"The 'snapshots' parameter must hold epoch counts from 1 to {epochs - 1} "
+            f"(below the net's epochs, {epochs}); got {snapshots}."
+        )
+    return snapshots
+
+
 def get_net(config, data, cache, *, log=print, snapshots=()):
     """The trained module for ``config``: from ``cache``, else trained on ``data`` and cached.
 
@@ -238,12 +256,7 @@ def get_net(config, data, cache, *, log=print, snapshots=()):
     """
     if config.dataset != data.name:
         raise ValueError(f"NetConfig is for {config.dataset!r} but the data are {data.name!r}.")
-    snapshots = sorted({int(epoch) for epoch in snapshots})
-    if any(not 1 <= epoch < config.epochs for epoch in snapshots):
-        raise ValueError(
-            f"The 'snapshots' parameter must hold epoch counts from 1 to {config.epochs - 1} "
-            f"(below the net's epochs); got {snapshots}."
-        )
+    snapshots = check_snapshots(snapshots, config.epochs)
 
     def build():
         return build_module(config, data.input_shape, data.n_classes)

@@ -53,6 +53,7 @@ from ...plotting import plot_roc_panels
 from ..cache import config_key
 from ..train import backdoor_accuracy
 from ..triggers import TRIGGER_SETS, get_trigger
+from ..zoo import check_snapshots
 from ._common import (
     DIRECTIONS, DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_indices,
     jsonable, reference_scores, sigma_key,
@@ -81,7 +82,7 @@ FUNCTIONAL_ASR = 0.5
 def run(
     out_dir, *, quick=False, data_dir=None, cache_dir=None, dataset="fashion-mnist", log=print,
     download=False, epochs=None, threats=None, trigger_set="fig3", triggers=None, seeds=None,
-    repetitions=None, random_state=0, null_sets=NULL_SETS,
+    repetitions=None, random_state=0, null_sets=NULL_SETS, snapshots=(),
 ):
     """Run Fig. 6; write ``fig6.png`` and ``fig6.json`` to ``out_dir``.
 
@@ -111,6 +112,11 @@ def run(
         Seed of the sets drawn (the null sets: ``random_state + 1``).
     null_sets : int, default=3
         Clean null sets per repetition; 0 draws none (the first design).
+    snapshots : tuple of int, default=()
+        Epoch counts below ``epochs`` whose nets are cached on the way while a net is
+        trained (:func:`~wobbledetect.lab.zoo.get_net`): a 16-epoch run with
+        ``snapshots=(4,)`` leaves the 4-epoch run its nets, weight for weight. Only nets
+        trained by this run are affected; the scores are the same with or without.
 
     Returns
     -------
@@ -130,6 +136,7 @@ def run(
         raise ValueError(f"The 'trigger_set' parameter must be one of {sorted(TRIGGER_SETS)}; "
                          f"got {trigger_set!r}.")
     candidate_triggers = TRIGGER_SETS[trigger_set]
+    snapshots = check_snapshots(snapshots, exp.epochs)
     triggers = tuple(triggers or TRAINED_TRIGGERS[trigger_set])
     threats = tuple(threats or (("T1",) if quick else ("T3", "T1")))
     seeds = tuple(seeds if seeds is not None else ((0,) if quick else (0, 1, 2)))
@@ -164,7 +171,7 @@ def run(
         if stored.load(exp, W_of, cross_asr):
             log(f"[fig6] {config.label}: W and attack success from {stored.path}")
             continue
-        model = exp.net(config)
+        model = exp.net(config, snapshots=snapshots)
         cross_asr[config.label] = {
             trigger: backdoor_accuracy(model, data.X_test[others], data.y_test[others], trigger,
                                        "T1", target=TARGET, n_classes=data.n_classes)
