@@ -35,15 +35,19 @@ _EXPORTS = {
     "check_floating": "._inputs",
     "replay_sequential": "._sequential",
     "to_onnx": "._export",
+    "NeuralCleanse": "._cleanse",
+    "UniversalPerturbation": "._universal",
     "WobbledetectError": "._exceptions",
     "ModelNotFittedError": "._exceptions",
     "ModelOutputError": "._exceptions",
     "InputShapeError": "._exceptions",
     "InputDtypeError": "._exceptions",
     "InputValueError": "._exceptions",
+    "ModelConversionError": "._exceptions",
     "WobbledetectWarning": "._exceptions",
     "SmallSetWarning": "._exceptions",
     "DegenerateWobblinessWarning": "._exceptions",
+    "NeuralCleanseWarning": "._exceptions",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

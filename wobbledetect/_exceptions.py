@@ -16,9 +16,11 @@ __all__ = [
     "InputShapeError",
     "InputDtypeError",
     "InputValueError",
+    "ModelConversionError",
     "WobbledetectWarning",
     "SmallSetWarning",
     "DegenerateWobblinessWarning",
+    "NeuralCleanseWarning",
 ]
 
 
@@ -46,6 +48,10 @@ class InputValueError(WobbledetectError, ValueError):
     """``X`` holds NaN, inf, or values the model's float32 cannot represent."""
 
 
+class ModelConversionError(WobbledetectError, ValueError):
+    """An ONNX model that cannot be turned into a torch module with gradients (or not faithfully)."""
+
+
 class WobbledetectWarning(UserWarning):
     """Base class of every warning issued by wobbledetect."""
 
@@ -58,4 +64,11 @@ class DegenerateWobblinessWarning(WobbledetectWarning):
     """W values with (almost) no spread to test: mostly 0 or an interquartile range of 0.
 
     Usually sigma is too small for the model: few noisy copies change class.
+    """
+
+
+class NeuralCleanseWarning(WobbledetectWarning):
+    """Neural Cleanse had too little to work with: a class whose candidate never reached the
+    attack-success threshold, or too few classes (or no spread of mask norms) for the
+    anomaly index, which is then NaN.
     """

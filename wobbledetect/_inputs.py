@@ -13,7 +13,8 @@ import numpy as np
 
 from ._exceptions import InputDtypeError, InputShapeError, InputValueError
 
-__all__ = ["check_inputs", "check_floating", "check_input_shape", "check_bool"]
+__all__ = ["check_inputs", "check_floating", "check_input_shape", "check_bool",
+           "validate_fit_inputs", "validate_inputs"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -200,3 +201,60 @@ def check_bool(value, name):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}.")
     return bool(value)
+
+
+_SHAPE_HINT = ", or pass the model's per-input shape as input_shape=..."
+
+
+def validate_fit_inputs(estimator, X, input_shape, *, default_shape=None):
+    """An estimator's ``fit`` inputs: floats, scikit-learn's checks, then :func:`check_inputs`.
+
+    Sets ``estimator.n_features_in_`` (and ``feature_names_in_`` for a DataFrame) through
+    ``validate_data``, like any scikit-learn estimator.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+    X : array-like of shape (n_inputs, *input_shape) or (n_sets, set_size, *input_shape)
+    input_shape : tuple of int or None
+        The checked ``input_shape`` parameter (:func:`check_input_shape`).
+    default_shape : tuple of int, optional
+        The shape to use when ``input_shape`` is None (e.g. what an ONNX model declares);
+        else ``X.shape[1:]``.
+
+    Returns
+    -------
+    inputs : ndarray of float32, shape (n_inputs, *input_shape)
+    input_shape : tuple of int
+    """
+    from sklearn.utils.validation import validate_data
+
+    check_floating(X)  # before validate_data, which would cast integers to float64
+    X = validate_data(estimator, X, allow_nd=True, dtype=[np.float32, np.float64],
+                      ensure_all_finite=False)
+    if input_shape is None:
+        input_shape = default_shape or tuple(X.shape[1:])
+    inputs, _ = check_inputs(X, input_shape, hint=_SHAPE_HINT)
+    estimator.n_features_in_ = int(np.prod(input_shape))
+    return inputs, tuple(input_shape)
+
+
+def validate_inputs(estimator, X, input_shape):
+    """Inputs after ``fit``: :func:`check_inputs` after scikit-learn's own checks.
+
+    Returns
+    -------
+    inputs : ndarray of float32, shape (n_inputs, *input_shape)
+    lead_shape : tuple of int
+        ``(n_inputs,)`` or ``(n_sets, set_size)``.
+    """
+    from sklearn.utils.validation import check_array, validate_data
+
+    check_floating(X)  # before check_array, which would cast integers to float64
+    checked = check_array(X, allow_nd=True, dtype=[np.float32, np.float64], ensure_all_finite=False,
+                          input_name="X")
+    if len(input_shape) == 1 and checked.ndim == 2:
+        # Plain tabular inputs: sklearn's own checks, feature names included.
+        checked = validate_data(estimator, X, reset=False, dtype=[np.float32, np.float64],
+                                ensure_all_finite=False)
+    return check_inputs(checked, input_shape)

@@ -12,10 +12,10 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._inference import INFERENCE_PATHS, accelerate
-from ._inputs import check_bool, check_floating, check_input_shape, check_inputs
+from ._inputs import check_bool, check_input_shape, validate_fit_inputs, validate_inputs
 from ._models import make_predictor, resolve_device, trial_forward
 from ._noise import base_seed
 from ._votes import count_votes
@@ -233,17 +233,8 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
         self._validate_params()
         input_shape = check_input_shape(self.input_shape)
         predictor = make_predictor(self.model, self.device)
-        check_floating(X)  # before validate_data, which would cast integers to float64
-        X = validate_data(
-            self, X, allow_nd=True, dtype=[np.float32, np.float64], ensure_all_finite=False
-        )
-        if input_shape is None:
-            input_shape = predictor.input_shape or tuple(X.shape[1:])
-        inputs, _ = check_inputs(
-            X, input_shape, hint=", or pass the model's per-input shape as input_shape=..."
-        )
-        self.input_shape_ = input_shape
-        self.n_features_in_ = int(np.prod(input_shape))
+        inputs, self.input_shape_ = validate_fit_inputs(
+            self, X, input_shape, default_shape=predictor.input_shape)
         self.n_classes_ = trial_forward(predictor, inputs[:2])
         # A few real inputs to check fast paths against eager votes, now and after unpickling.
         self._check_inputs = torch.from_numpy(inputs[:4].copy())
@@ -314,7 +305,7 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
 
     def _votes(self, X, per_block=False):
         check_is_fitted(self)
-        inputs, lead_shape = self._validate_transform_input(X)
+        inputs, lead_shape = validate_inputs(self, X, self.input_shape_)
         seed = base_seed(check_random_state(self.random_state))
         counts = count_votes(
             self._predictor(),
@@ -329,20 +320,6 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
             progress=bool(self.verbose),
         )
         return counts, lead_shape
-
-    def _validate_transform_input(self, X):
-        """``(inputs, lead shape)`` of :func:`check_inputs`, after sklearn's own checks."""
-        check_floating(X)  # before check_array, which would cast integers to float64
-        checked = check_array(
-            X, allow_nd=True, dtype=[np.float32, np.float64], ensure_all_finite=False,
-            input_name="X",
-        )
-        if len(self.input_shape_) == 1 and checked.ndim == 2:
-            # Plain tabular inputs: sklearn's own checks, feature names included.
-            checked = validate_data(
-                self, X, reset=False, dtype=[np.float32, np.float64], ensure_all_finite=False
-            )
-        return check_inputs(checked, self.input_shape_)
 
     def _predictor(self):
         if getattr(self, "predictor_", None) is None:  # after unpickling
