@@ -37,6 +37,7 @@ _EXPORTS = {
     "to_onnx": "._export",
     "NeuralCleanse": "._cleanse",
     "UniversalPerturbation": "._universal",
+    "ModelScreen": "._screening",
     "WobbledetectError": "._exceptions",
     "ModelNotFittedError": "._exceptions",
     "ModelOutputError": "._exceptions",

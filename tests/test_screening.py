@@ -1,0 +1,95 @@
+"""ModelScreen: NC candidates, their W against clean sets, the sigma rule and the verdict."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from wobbledetect import ModelScreen, NeuralCleanse, WobbledetectWarning
+from wobbledetect._screening import TABLE_COLUMNS, signed_anomaly_index
+
+
+def _screen(model, **params):
+    cleanse = NeuralCleanse(model, max_steps=10, batches_per_step=4)
+    defaults = dict(n_samples=30, set_size=10, n_sets=4, sigmas=(0.05, 0.2, 0.4, 0.8),
+                    random_state=0, device="cpu", cleanse=cleanse)
+    return ModelScreen(model, **(defaults | params))
+
+
+@pytest.fixture(scope="module")
+def screened(skorch_net, image_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WobbledetectWarning)
+        return _screen(skorch_net).fit(image_data[0][:300])
+
+
+def test_the_table_has_one_row_per_class_and_the_documented_columns(screened):
+    t = screened.table_
+    assert tuple(t) == TABLE_COLUMNS
+    assert all(len(column) == 3 for column in t.values())
+    assert t["class"].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(t["mask_norm"], screened.cleanse_.mask_norms_)
+    np.testing.assert_allclose(t["nc_anomaly_index"], -signed_anomaly_index(t["mask_norm"]))
+    np.testing.assert_allclose(t["smoothing_index"], signed_anomaly_index(t["levene_score"]))
+    np.testing.assert_allclose(t["combined_index"], (t["nc_anomaly_index"] + t["smoothing_index"]) / 2)
+    assert np.isfinite(t["combined_index"]).all()
+    assert ((0 <= t["smoother_share"]) & (t["smoother_share"] <= 1)).all()
+    assert screened.null_scores_.shape == (4,)
+
+
+def test_the_verdict_follows_the_largest_combined_index(screened):
+    combined = screened.table_["combined_index"]
+    if np.isnan(combined).all():
+        assert not screened.backdoored_ and screened.suspected_class_ == -1
+    else:
+        assert screened.score_ == pytest.approx(np.nanmax(combined))
+        assert screened.suspected_class_ == int(np.nanargmax(combined))
+        assert screened.backdoored_ == (screened.score_ > 2.0)
+    text = screened.report()
+    assert text.startswith(f"sigma {screened.sigma_:g}; clean null sets score")
+    assert ("backdoored: class" in text) == screened.backdoored_
+
+
+def test_auto_sigma_is_the_smallest_whose_clean_w_is_mostly_nonzero(screened):
+    looked_at = [float(s) for s in screened.zero_share_]
+    assert looked_at == [s for s in (0.05, 0.2, 0.4, 0.8)][:len(looked_at)]
+    assert screened.sigma_ == looked_at[-1]
+    assert screened.zero_share_[repr(screened.sigma_)] <= 0.5
+    assert all(share > 0.5 for share in list(screened.zero_share_.values())[:-1])
+
+
+def test_a_fixed_sigma_is_used_as_given(skorch_net, image_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WobbledetectWarning)
+        screen = _screen(skorch_net, sigma=0.3).fit(image_data[0][:300])
+    assert screen.sigma_ == 0.3 and list(screen.zero_share_) == ["0.3"]
+
+
+def test_a_grid_where_clean_w_stays_zero_warns_and_uses_its_largest_sigma(skorch_net, image_data):
+    with pytest.warns(WobbledetectWarning) as caught:
+        screen = _screen(skorch_net, sigmas=(0.001, 0.002)).fit(image_data[0][:300])
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("sigma='auto' found no sigma in [0.001, 0.002]") for m in messages)
+    assert screen.sigma_ == 0.002
+    # W all 0: no smoothing index; the combined index is NC's alone
+    assert np.isnan(screen.table_["smoothing_index"]).all()
+    np.testing.assert_allclose(screen.table_["combined_index"], screen.table_["nc_anomaly_index"])
+
+
+def test_too_few_inputs_and_bad_grids_are_refused_by_name(skorch_net, image_data):
+    with pytest.raises(ValueError, match=r"X holds 100 inputs; .* needs 120 there .* pass at least 240"):
+        _screen(skorch_net).fit(image_data[0][:100])
+    for bad in [(), (0.2, 0.1), (0.1, -1.0)]:
+        with pytest.raises(ValueError, match="'sigmas' parameter must be a non-empty, increasing sequence"):
+            _screen(skorch_net, sigmas=bad).fit(image_data[0][:300])
+
+
+def test_the_screen_is_seeded_and_clones_with_its_model(skorch_net, image_data, screened):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WobbledetectWarning)
+        again = _screen(skorch_net).fit(image_data[0][:300])
+    for column in TABLE_COLUMNS:
+        np.testing.assert_array_equal(again.table_[column], screened.table_[column])
+    twin = clone(screened)
+    assert twin.model is skorch_net and not hasattr(twin, "table_")
