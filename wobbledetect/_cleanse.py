@@ -40,36 +40,15 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._exceptions import NeuralCleanseWarning
-from ._gradients import differentiable_module
-from ._inputs import check_input_shape, validate_fit_inputs, validate_inputs
-from ._models import check_scores, resolve_device
+from ._gradients import differentiable_module, first_output
+from ._inputs import check_input_range, check_input_shape, validate_fit_inputs, validate_inputs
+from ._models import HoldsModel, check_scores, resolve_device
 
-__all__ = ["NeuralCleanse", "anomaly_index", "check_input_range"]
+__all__ = ["NeuralCleanse", "anomaly_index"]
 
 #: MAD's consistency constant for a normal distribution (the paper's 1.4826).
 MAD_CONSISTENCY = 1.4826
 _TANH_EPS = 1e-7
-
-
-def check_input_range(input_range):
-    """``(low, high)`` as floats, or a ValueError naming the ``input_range`` parameter.
-
-    Examples
-    --------
-    >>> from wobbledetect._cleanse import check_input_range
-    >>> check_input_range((0, 255))
-    (0.0, 255.0)
-    """
-    try:
-        low, high = (float(v) for v in input_range)
-    except (TypeError, ValueError):
-        low = high = None
-    if low is None or not np.isfinite([low, high]).all() or not low < high:
-        raise ValueError(
-            "The 'input_range' parameter must be two finite numbers (low, high) with low "
-            f"< high, the range of valid input values (e.g. (0.0, 1.0)); got {input_range!r}."
-        )
-    return low, high
 
 
 def anomaly_index(norms):
@@ -100,7 +79,7 @@ def anomaly_index(norms):
     return np.abs(norms - median) / mad
 
 
-class NeuralCleanse(BaseEstimator):
+class NeuralCleanse(HoldsModel, BaseEstimator):
     """Reverse-engineer, per class, the smallest trigger that sends clean inputs to it.
 
     Parameters
@@ -293,7 +272,7 @@ class NeuralCleanse(BaseEstimator):
         module = differentiable_module(self.model, device, check_inputs=inputs[:8])
         batch = torch.from_numpy(inputs).to(device)
         with torch.no_grad():
-            scores = _first(module(batch[:8]))
+            scores = first_output(module(batch[:8]))
         self.n_classes_ = check_scores(scores, min(8, len(inputs)))
         self.outputs_ = "probabilities" if bool(((scores >= 0) & (scores <= 1)).all()
                                    and torch.allclose(scores.sum(1), torch.ones(len(scores), device=device), atol=1e-4)) else "logits"
@@ -407,7 +386,7 @@ class NeuralCleanse(BaseEstimator):
                 seen += len(index)
                 mask, pattern = candidate()
                 m = self._broadcast_mask(mask)
-                scores = _first(module((1 - m) * X[index] + m * pattern))
+                scores = first_output(module((1 - m) * X[index] + m * pattern))
                 log_p = torch.log(scores.clamp_min(1e-12)) if self.outputs_ == "probabilities" else torch.log_softmax(scores, 1)
                 norm = mask.abs().sum()
                 loss = torch.nn.functional.nll_loss(log_p, labels[index]) + cost * norm
@@ -457,7 +436,7 @@ class NeuralCleanse(BaseEstimator):
         hits = 0
         with torch.no_grad():
             for start in range(0, len(X), 1024):
-                scores = _first(module((1 - mask) * X[start:start + 1024] + mask * pattern))
+                scores = first_output(module((1 - mask) * X[start:start + 1024] + mask * pattern))
                 hits += int((scores.argmax(1) == int(self.classes_[k])).sum())
         return hits / len(X)
 
@@ -488,15 +467,6 @@ class NeuralCleanse(BaseEstimator):
         smallest = int(np.argmin(self.mask_norms_))
         self.model_anomaly_index_ = float(self.anomaly_index_[smallest]) if below[smallest] else 0.0
 
-    # -- scikit-learn protocol -------------------------------------------------------
-
-    def __sklearn_clone__(self):
-        from sklearn.base import clone
-
-        params = self.get_params(deep=False)
-        model = params.pop("model")
-        return type(self)(model=model, **{k: clone(v, safe=False) for k, v in params.items()})
-
 
 def _batches(n, batch_size, generator, device):
     """Mini-batches of indices, endlessly: each pass over ``range(n)`` in a new order."""
@@ -504,8 +474,3 @@ def _batches(n, batch_size, generator, device):
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, batch_size):
             yield order[start:start + batch_size]
-
-
-def _first(out):
-    """skorch convention: a module may return a tuple whose first item is the scores."""
-    return out[0] if isinstance(out, (tuple, list)) else out

@@ -29,7 +29,7 @@ import torch
 from ._exceptions import ModelConversionError
 from ._models import _is_onnx_proto, _is_skorch_net, _onnx_source, _skorch_module, resolve_device
 
-__all__ = ["differentiable_module", "ONNX2TORCH_OPSET"]
+__all__ = ["differentiable_module", "first_output", "ONNX2TORCH_OPSET"]
 
 #: The newest ONNX opset onnx2torch converts; newer models are version-converted to it.
 ONNX2TORCH_OPSET = 17
@@ -147,7 +147,7 @@ def _check_conversion(module, source, inputs):
     expected = session.run(None, {session.get_inputs()[0].name: inputs})[0]
     with torch.no_grad():
         got = module.eval()(torch.from_numpy(inputs))
-    got = (got[0] if isinstance(got, (tuple, list)) else got).numpy()
+    got = first_output(got).numpy()
     scale = max(float(np.abs(expected).max()), 1e-6)
     if got.shape != expected.shape:
         difference = f"scores of shape {got.shape} instead of {expected.shape}"
@@ -160,3 +160,9 @@ def _check_conversion(module, source, inputs):
         f"on {len(inputs)} check inputs ({difference}); gradients through it would be wrong. "
         "Pass the torch.nn.Module or skorch net itself."
     )
+
+
+def first_output(out):
+    """The scores of a module's output: skorch's convention lets a module return a tuple
+    whose first item is ``y_pred``."""
+    return out[0] if isinstance(out, (tuple, list)) else out

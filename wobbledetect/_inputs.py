@@ -14,7 +14,7 @@ import numpy as np
 from ._exceptions import InputDtypeError, InputShapeError, InputValueError
 
 __all__ = ["check_inputs", "check_floating", "check_input_shape", "check_bool",
-           "validate_fit_inputs", "validate_inputs"]
+           "check_input_range", "validate_fit_inputs", "validate_inputs"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -258,3 +258,24 @@ def validate_inputs(estimator, X, input_shape):
         checked = validate_data(estimator, X, reset=False, dtype=[np.float32, np.float64],
                                 ensure_all_finite=False)
     return check_inputs(checked, input_shape)
+
+
+def check_input_range(input_range):
+    """``(low, high)`` as floats, or a ValueError naming the ``input_range`` parameter.
+
+    Examples
+    --------
+    >>> from wobbledetect._inputs import check_input_range
+    >>> check_input_range((0, 255))
+    (0.0, 255.0)
+    """
+    try:
+        low, high = (float(v) for v in input_range)
+    except (TypeError, ValueError):
+        low = high = None
+    if low is None or not np.isfinite([low, high]).all() or not low < high:
+        raise ValueError(
+            "The 'input_range' parameter must be two finite numbers (low, high) with low "
+            f"< high, the range of valid input values (e.g. (0.0, 1.0)); got {input_range!r}."
+        )
+    return low, high

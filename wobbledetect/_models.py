@@ -34,7 +34,7 @@ import torch
 
 from ._exceptions import InputShapeError, ModelNotFittedError, ModelOutputError
 
-__all__ = ["ClassPredictor", "make_predictor", "resolve_device", "trial_forward"]
+__all__ = ["ClassPredictor", "HoldsModel", "make_predictor", "resolve_device", "trial_forward"]
 
 #: Sessions of in-memory ONNX models kept, least recently used dropped first.
 ONNX_CACHE_SIZE = 4
@@ -393,3 +393,19 @@ def check_scores(scores, n_rows: int) -> int:
             "and the input scaling."
         )
     return shape[1]
+
+
+class HoldsModel:
+    """Mixin of the estimators that hold a trained model in their ``model`` parameter.
+
+    The model is data, not a hyper-parameter: ``clone`` keeps the trained object itself,
+    where scikit-learn's default would clone a skorch net back to an untrained one (as
+    :class:`sklearn.frozen.FrozenEstimator` does).
+    """
+
+    def __sklearn_clone__(self):
+        from sklearn.base import clone
+
+        params = self.get_params(deep=False)
+        model = params.pop("model")
+        return type(self)(model=model, **{k: clone(v, safe=False) for k, v in params.items()})

@@ -46,7 +46,7 @@ from ._cleanse import MAD_CONSISTENCY, NeuralCleanse
 from ._exceptions import WobbledetectWarning
 from ._inputs import check_input_shape, validate_fit_inputs
 from ._levene import LeveneBackdoorDetector
-from ._models import make_predictor
+from ._models import HoldsModel, make_predictor
 from ._wobbliness import WobblinessTransformer
 
 __all__ = ["ModelScreen", "signed_anomaly_index", "SIGMAS"]
@@ -87,7 +87,7 @@ def signed_anomaly_index(values):
     return (values - median) / mad
 
 
-class ModelScreen(BaseEstimator):
+class ModelScreen(HoldsModel, BaseEstimator):
     """Screen a model for a backdoor from clean inputs alone: NC candidates and their W.
 
     Parameters
@@ -396,8 +396,3 @@ class ModelScreen(BaseEstimator):
             warnings.simplefilter("ignore", RuntimeWarning)  # both NaN: NaN, said in fit
             table["combined_index"] = np.nanmean(both, axis=0)
         return table
-
-    def __sklearn_clone__(self):
-        params = self.get_params(deep=False)
-        model = params.pop("model")
-        return type(self)(model=model, **{k: clone(v, safe=False) for k, v in params.items()})

@@ -25,10 +25,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._cleanse import _first, check_input_range
-from ._gradients import differentiable_module
-from ._inputs import check_input_shape, validate_fit_inputs, validate_inputs
-from ._models import check_scores, resolve_device
+from ._gradients import differentiable_module, first_output
+from ._inputs import check_input_range, check_input_shape, validate_fit_inputs, validate_inputs
+from ._models import HoldsModel, check_scores, resolve_device
 
 __all__ = ["UniversalPerturbation"]
 
@@ -37,7 +36,7 @@ ATTACKERS = ("deepfool", "fgsm", "bim", "pgd", "carlini", "carlini_inf", "ead", 
              "jsma", "vat", "simba")
 
 
-class UniversalPerturbation(BaseEstimator):
+class UniversalPerturbation(HoldsModel, BaseEstimator):
     """A universal adversarial perturbation of a model, crafted on clean inputs.
 
     Parameters
@@ -167,7 +166,7 @@ class UniversalPerturbation(BaseEstimator):
         device = resolve_device(self.device)
         module = differentiable_module(self.model, device, check_inputs=inputs[:8])
         with torch.no_grad():
-            scores = _first(module(torch.from_numpy(inputs[:8]).to(device)))
+            scores = first_output(module(torch.from_numpy(inputs[:8]).to(device)))
         self.n_classes_ = check_scores(scores, min(8, len(inputs)))
         self.input_shape_ = tuple(input_shape)
         self.device_ = device
@@ -215,13 +214,6 @@ class UniversalPerturbation(BaseEstimator):
         inputs, lead_shape = validate_inputs(self, X, self.input_shape_)
         stamped = np.clip(inputs + self.perturbation_, low, high).astype(np.float32)
         return stamped.reshape(*lead_shape, *self.input_shape_)
-
-    def __sklearn_clone__(self):
-        from sklearn.base import clone
-
-        params = self.get_params(deep=False)
-        model = params.pop("model")
-        return type(self)(model=model, **{k: clone(v, safe=False) for k, v in params.items()})
 
 
 def _import_art():

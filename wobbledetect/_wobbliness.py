@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._inference import INFERENCE_PATHS, accelerate
 from ._inputs import check_bool, check_input_shape, validate_fit_inputs, validate_inputs
-from ._models import make_predictor, resolve_device, trial_forward
+from ._models import HoldsModel, make_predictor, resolve_device, trial_forward
 from ._noise import base_seed
 from ._votes import count_votes
 
@@ -68,7 +68,7 @@ def vote_entropy(counts, *, estimator="plugin"):
     return W
 
 
-class WobblinessTransformer(TransformerMixin, BaseEstimator):
+class WobblinessTransformer(HoldsModel, TransformerMixin, BaseEstimator):
     """Wobbliness W_sigma of a trained classifier around each input (paper eq. 1-3).
 
     For every input ``x`` the model classifies ``n_samples`` noisy copies ``x + delta``,
@@ -342,15 +342,6 @@ class WobblinessTransformer(TransformerMixin, BaseEstimator):
         )
 
     # -- scikit-learn protocol -------------------------------------------------------
-
-    def __sklearn_clone__(self):
-        # The model is data, not a hyper-parameter: keep the trained object itself.
-        # sklearn's default would clone a skorch net back to an untrained one.
-        from sklearn.base import clone
-
-        params = self.get_params(deep=False)
-        model = params.pop("model")
-        return type(self)(model=model, **{k: clone(v, safe=False) for k, v in params.items()})
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

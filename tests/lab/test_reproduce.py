@@ -18,7 +18,7 @@ import pytest
 from wobbledetect.cli import main
 from wobbledetect.lab.cache import config_key
 from wobbledetect.lab.reproduce import (
-    FIGURES, _common, cross_trigger, erasure, run_figure, fig2, fig4, fig5, fig6, select_sigma,
+    FIGURES, _common, cross_trigger, erasure, run_figure, fig2, fig5, fig6, select_sigma,
     set_size, smoothing_map, training_dynamics,
 )
 from wobbledetect.lab.triggers import TRIGGER_NUMBERS

@@ -7,7 +7,6 @@ share.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 __all__ = ["DigitsCNN", "FashionCNN", "SmallFashionCNN", "resnet18_cifar", "NETS"]
