@@ -18,7 +18,7 @@ import pytest
 from wobbledetect.cli import main
 from wobbledetect.lab.cache import config_key
 from wobbledetect.lab.reproduce import (
-    FIGURES, _common, cross_trigger, erasure, run_figure, fig2, fig5, fig6, select_sigma,
+    FIGURES, _common, cross_trigger, erasure, run_figure, fig2, fig5, fig6, fig7, select_sigma,
     set_size, smoothing_map, training_dynamics,
 )
 from wobbledetect.lab.triggers import TRIGGER_NUMBERS
@@ -247,6 +247,36 @@ def test_select_sigma_tiny(data_dir, lab_cache, tmp_path, monkeypatch):
     saved = _check_files(tmp_path, "select_sigma")
     assert saved["sigma"] in (0.1, 0.3) and list(saved["cv_auc"]) == ["0.1", "0.3"]
     assert 0.0 <= results["auc"] <= 1.0 and len(saved["evaluation"]["labels"]) == 9
+
+
+@pytest.mark.slow
+def test_fig7_quick(data_dir, lab_cache, tmp_path, capsys):
+    pytest.importorskip("art", reason="fig7 needs the [uap] extra (installed by make test)")
+    lines = []
+    saved = fig7.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=lines.append)
+    assert (tmp_path / "fig7.png").read_bytes()[:8] == PNG_MAGIC
+    assert json.loads((tmp_path / "fig7.json").read_text())["files"] == [
+        "fig7.png", "fig7_perturbations.npz", "fig7.json"]
+    assert sorted(saved["nets"]) == ["T1/square/seed0", "clean/seed0"]
+    assert saved["nets"]["T1/square/seed0"]["key"] == config_key(QUICK_SQUARE.key_dict())
+    with np.load(tmp_path / "fig7_perturbations.npz") as stored:
+        assert sorted(stored.files) == ["T1_square_seed0", "clean_seed0"]
+        for v in stored.values():
+            assert v.shape == (1, 28, 28) and np.abs(v).max() <= 0.2 + 1e-6 and np.abs(v).max() > 0
+    assert saved["parameters"]["uap"]["max_iter"] == 2 and saved["parameters"]["crafting_images"] == 200
+    pairs = saved["pairs"]["T1"]
+    assert pairs["label"] == [0, 1] * 4 and pairs["net"][:4] == ["clean/seed0"] * 4
+    for sigma in ("0.1", "0.3"):
+        smoother = saved["auc"]["T1"][sigma]
+        assert 0 <= smoother <= 1
+        assert saved["auc_by_direction"]["wobblier"]["T1"][sigma] == pytest.approx(1 - smoother)
+        assert len(saved["within_net"]["smoother"]["T1"][sigma]["per_net"]) == 2
+    for rates in saved["fooling_rate"].values():
+        assert 0 <= rates["crafting"] <= 1 and 0 <= rates["test_sets"] <= 1
+    with capsys.disabled():
+        print(f"\nfig7 quick ({saved['seconds']:.0f} s): fooling rates "
+              + ", ".join(f"{n} {r['crafting']:.2f}/{r['test_sets']:.2f}" for n, r in saved["fooling_rate"].items())
+              + "; AUC smoother " + ", ".join(f"{k} {v:.2f}" for k, v in saved["auc"]["T1"].items()))
 
 
 def test_fig6_null_sets_leave_the_first_designs_sets_unchanged():

@@ -8,7 +8,7 @@ __all__ = ["register"]
 
 #: The figures the subcommand runs (names of :data:`wobbledetect.lab.reproduce.FIGURES`).
 CHOICES = ("fig2", "fig4", "fig5", "fig6", "fig6-scoring", "smoothing-map", "select-sigma", "erasure",
-           "training-dynamics", "set-size", "cross-trigger")
+           "training-dynamics", "set-size", "cross-trigger", "fig7")
 
 
 def _log(line):
@@ -94,7 +94,8 @@ def register(subparsers):
         "erasure (why the direction flips: where triggered inputs' noisy copies vote), "
         "fig6-scoring (a finished fig6 re-scored pooled / within each net / normalised per "
         "net), training-dynamics (W over training epochs), set-size (the AUC for sets of 25 "
-        "to 250), cross-trigger (which triggers fire on each other's nets). "
+        "to 250), cross-trigger (which triggers fire on each other's nets), fig7 (universal "
+        "adversarial perturbations in place of triggers; needs the [uap] extra). "
         "Full mode trains many nets (hours on a CPU); --quick is the CI-sized run.",
     )
     parser.add_argument("figure", choices=CHOICES, help="which figure")

@@ -17,6 +17,8 @@
                    (:mod:`.training_dynamics`)
 ``set-size``       the Levene AUC for sets of 25 to 250 inputs (:mod:`.set_size`)
 ``cross-trigger``  which triggers fire on nets trained on another (:mod:`.cross_trigger`)
+``fig7``           universal adversarial perturbations in place of triggers (:mod:`.fig7`;
+                   needs the ``[uap]`` extra)
 =================  ======================================================================
 
 Each ``run`` writes ``<name>.png`` and ``<name>.json`` (every number plotted, the
@@ -48,6 +50,7 @@ FIGURES = {
     "training-dynamics": "training_dynamics",
     "set-size": "set_size",
     "cross-trigger": "cross_trigger",
+    "fig7": "fig7",
 }
 
 
