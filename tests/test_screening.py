@@ -93,3 +93,15 @@ def test_the_screen_is_seeded_and_clones_with_its_model(skorch_net, image_data, 
         np.testing.assert_array_equal(again.table_[column], screened.table_[column])
     twin = clone(screened)
     assert twin.model is skorch_net and not hasattr(twin, "table_")
+
+
+def test_rescore_measures_w_again_on_the_same_sets(screened):
+    table, null = screened.rescore(screened.sigma_)
+    for column in TABLE_COLUMNS:
+        np.testing.assert_array_equal(table[column], screened.table_[column])
+    np.testing.assert_array_equal(null, screened.null_scores_)
+    other, _ = screened.rescore(0.3 if screened.sigma_ > 0.3 else 1.2)
+    np.testing.assert_array_equal(other["mask_norm"], screened.table_["mask_norm"])
+    assert not np.array_equal(other["median_W"], screened.table_["median_W"])
+    with pytest.raises(ValueError, match="'sigma' parameter must be a positive float; got -1"):
+        screened.rescore(-1)

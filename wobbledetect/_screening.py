@@ -284,23 +284,13 @@ class ModelScreen(HoldsModel, BaseEstimator):
             chosen = rng.choice(others, size=n_sets * size, replace=len(others) < n_sets * size)
             stamped.append(self.cleanse_.apply(pool[chosen].reshape(n_sets, size, *self.input_shape_), int(k)))
 
-        wob = WobblinessTransformer(self.model, sigma=float(sigmas[0]), n_samples=int(self.n_samples),
-                                    input_shape=self.input_shape_, device=self.device,
-                                    random_state=seed, verbose=bool(self.verbose)).fit(reference[:1])
-        self.sigma_, self.zero_share_, W_reference = self._choose_sigma(wob, reference, sigmas)
-        wob.set_params(sigma=self.sigma_)
-        W_null = wob.transform(null)
-        W_stamped = [wob.transform(sets) for sets in stamped]
-
-        with warnings.catch_warnings():
-            # A candidate whose stamped sets have W all 0 is reported in the table
-            # (median_W 0, p NaN); the per-set warnings would come by the hundred.
-            warnings.simplefilter("ignore", WobbledetectWarning)
-            smoother = LeveneBackdoorDetector(alpha=self.alpha, direction="smoother").fit(W_reference)
-            wobblier = LeveneBackdoorDetector(alpha=self.alpha, direction="wobblier").fit(W_reference)
-            self.null_scores_ = smoother.score_samples(W_null)
-            rows = [self._row(smoother, wobblier, W) for W in W_stamped]
-        self.table_ = self._table(rows)
+        self._wobbliness = WobblinessTransformer(
+            self.model, sigma=float(sigmas[0]), n_samples=int(self.n_samples),
+            input_shape=self.input_shape_, device=self.device, random_state=seed,
+            verbose=bool(self.verbose)).fit(reference[:1])
+        self._sets = (reference, null, stamped)
+        self.sigma_, self.zero_share_, W_reference = self._choose_sigma(self._wobbliness, reference, sigmas)
+        self.table_, self.null_scores_ = self._tables(self.sigma_, W_reference)
         combined = self.table_["combined_index"]
         if np.isnan(combined).all():
             warnings.warn(
@@ -314,6 +304,27 @@ class ModelScreen(HoldsModel, BaseEstimator):
             self.suspected_class_ = int(self.table_["class"][best])
             self.backdoored_ = bool(self.score_ > self.anomaly_threshold)
         return self
+
+    def rescore(self, sigma):
+        """The per-class table at another sigma: same candidates and sets, W measured again.
+
+        Neural Cleanse is not run again, so a sweep over sigma costs W alone.
+
+        Parameters
+        ----------
+        sigma : float
+
+        Returns
+        -------
+        table : dict of str to ndarray
+            As :attr:`table_`.
+        null_scores : ndarray of shape (n_sets,)
+            As :attr:`null_scores_`.
+        """
+        check_is_fitted(self)
+        if isinstance(sigma, bool) or not isinstance(sigma, Real) or not sigma > 0:
+            raise ValueError(f"The 'sigma' parameter must be a positive float; got {sigma!r}.")
+        return self._tables(float(sigma))
 
     def report(self):
         """The per-class table as text, most suspicious class first, and the verdict.
@@ -354,6 +365,23 @@ class ModelScreen(HoldsModel, BaseEstimator):
                 f"noise scales, e.g. (0.05, 0.1, 0.2); got {self.sigmas!r}."
             )
         return sigmas if self.sigma == "auto" else (float(self.sigma),)
+
+    def _tables(self, sigma, W_reference=None):
+        reference, null, stamped = self._sets
+        wob = self._wobbliness.set_params(sigma=sigma)
+        if W_reference is None:
+            W_reference = wob.transform(reference)
+        W_null = wob.transform(null)
+        W_stamped = [wob.transform(sets) for sets in stamped]
+        with warnings.catch_warnings():
+            # A candidate whose stamped sets have W all 0 is reported in the table
+            # (median_W 0, p NaN); the per-set warnings would come by the hundred.
+            warnings.simplefilter("ignore", WobbledetectWarning)
+            smoother = LeveneBackdoorDetector(alpha=self.alpha, direction="smoother").fit(W_reference)
+            wobblier = LeveneBackdoorDetector(alpha=self.alpha, direction="wobblier").fit(W_reference)
+            null_scores = smoother.score_samples(W_null)
+            rows = [self._row(smoother, wobblier, W) for W in W_stamped]
+        return self._table(rows), null_scores
 
     def _choose_sigma(self, wob, reference, sigmas):
         zero_share = {}

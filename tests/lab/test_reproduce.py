@@ -279,6 +279,39 @@ def test_fig7_quick(data_dir, lab_cache, tmp_path, capsys):
               + "; AUC smoother " + ", ".join(f"{k} {v:.2f}" for k, v in saved["auc"]["T1"].items()))
 
 
+@pytest.mark.slow
+def test_screen_zoo_quick(tmp_path, lab_cache):
+    from wobbledetect.lab.reproduce import screen_zoo
+
+    lines = []
+    saved = run_figure("screen-zoo", tmp_path, quick=True, dataset="digits", cache_dir=lab_cache,
+                       log=lines.append)
+    assert (tmp_path / "screen_zoo.png").read_bytes()[:8] == PNG_MAGIC
+    assert saved["parameters"]["nets"] == ["clean/seed0", "clean/seed1", "T1/square/seed0", "T1/square/seed1"]
+    assert saved["parameters"]["backdoored"] == [0, 0, 1, 1]
+    assert sorted(saved["auc"]) == sorted(screen_zoo.SCORES)
+    for score in screen_zoo.SCORES:
+        assert set(saved["auc"][score]) == {"auto", "0.1", "0.3"}
+        assert all(0 <= v <= 1 for v in saved["auc"][score].values())
+        assert all(v in (0.0, 0.5, 1.0) for v in saved["target_accuracy"][score].values())
+    for label, record in saved["screens"].items():
+        assert record["sigma_auto"] in (0.1, 0.3)
+        assert len(record["table"]["class"]) == 10 and len(record["mask_norms"]) == 10
+        assert record["auto"]["combined"]["class"] == record["suspected_class"]
+    # a second run takes every screen from out_dir/nets/ and gives the same JSON
+    again = run_figure("screen-zoo", tmp_path, quick=True, dataset="digits", cache_dir=lab_cache,
+                       log=lines.append)
+    assert again["screens"] == json.loads(json.dumps(saved["screens"]))
+    assert sum("from " in line and "nets/" in line for line in lines) == 4
+
+
+def test_digits_is_refused_for_the_papers_figures(tmp_path, capsys):
+    assert main(["reproduce", "fig6", "--out", str(tmp_path), "--dataset", "digits"]) == 2
+    assert "--dataset digits is for screen-zoo only" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="'dataset' parameter of screen-zoo must be one of"):
+        run_figure("screen-zoo", tmp_path, dataset="cifar10")
+
+
 def test_fig6_null_sets_leave_the_first_designs_sets_unchanged():
     from wobbledetect.lab.zoo import load_lab_data
 

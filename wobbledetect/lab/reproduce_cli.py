@@ -8,7 +8,7 @@ __all__ = ["register"]
 
 #: The figures the subcommand runs (names of :data:`wobbledetect.lab.reproduce.FIGURES`).
 CHOICES = ("fig2", "fig4", "fig5", "fig6", "fig6-scoring", "smoothing-map", "select-sigma", "erasure",
-           "training-dynamics", "set-size", "cross-trigger", "fig7")
+           "training-dynamics", "set-size", "cross-trigger", "fig7", "screen-zoo")
 
 
 def _log(line):
@@ -27,6 +27,11 @@ def _run(args):
     from .reproduce import run_figure
 
     extra = {"epochs": args.epochs} if args.epochs is not None else {}
+    dataset = args.dataset or ("digits" if args.figure == "screen-zoo" else "fashion-mnist")
+    if dataset == "digits" and args.figure != "screen-zoo":
+        print(f"wobbledetect reproduce: --dataset digits is for screen-zoo only (the paper's "
+              f"figures need Fashion-MNIST or CIFAR-10), not for {args.figure}.", file=sys.stderr)
+        return 2
     for option, (name, figures) in FIGURE_OPTIONS.items():
         value = getattr(args, name, None)
         if value is None:
@@ -39,7 +44,7 @@ def _run(args):
     try:
         results = run_figure(
             args.figure, args.out, quick=args.quick, data_dir=args.data_dir,
-            cache_dir=args.cache_dir, dataset=args.dataset, download=args.download, log=_log,
+            cache_dir=args.cache_dir, dataset=dataset, download=args.download, log=_log,
             **extra,
         )
     except FileNotFoundError as exc:
@@ -72,8 +77,9 @@ def _add_options(parser):
     parser.add_argument("--cache-dir", default=None,
                         help="trained nets and decompressed data (default: $WOBBLEDETECT_CACHE, "
                         "else ~/.cache/wobbledetect)")
-    parser.add_argument("--dataset", choices=("fashion-mnist", "cifar10"), default="fashion-mnist",
-                        help="default: fashion-mnist")
+    parser.add_argument("--dataset", choices=("fashion-mnist", "cifar10", "digits"), default=None,
+                        help="default: fashion-mnist (screen-zoo: digits); digits is for "
+                        "screen-zoo only")
     parser.add_argument("--epochs", type=_positive_int, default=None,
                         help="training epochs of every net (default: the figure's pre-registered "
                         "4 on Fashion-MNIST; quick mode 2); part of each net's cache key")
@@ -95,7 +101,9 @@ def register(subparsers):
         "fig6-scoring (a finished fig6 re-scored pooled / within each net / normalised per "
         "net), training-dynamics (W over training epochs), set-size (the AUC for sets of 25 "
         "to 250), cross-trigger (which triggers fire on each other's nets), fig7 (universal "
-        "adversarial perturbations in place of triggers; needs the [uap] extra). "
+        "adversarial perturbations in place of triggers; needs the [uap] extra), screen-zoo "
+        "(ModelScreen's verdict over clean and backdoored nets; --dataset digits or "
+        "fashion-mnist). "
         "Full mode trains many nets (hours on a CPU); --quick is the CI-sized run.",
     )
     parser.add_argument("figure", choices=CHOICES, help="which figure")

@@ -19,6 +19,8 @@
 ``cross-trigger``  which triggers fire on nets trained on another (:mod:`.cross_trigger`)
 ``fig7``           universal adversarial perturbations in place of triggers (:mod:`.fig7`;
                    needs the ``[uap]`` extra)
+``screen-zoo``     is this model backdoored? ModelScreen over clean and backdoored nets
+                   (:mod:`.screen_zoo`; ``dataset="digits"`` or ``"fashion-mnist"``)
 =================  ======================================================================
 
 Each ``run`` writes ``<name>.png`` and ``<name>.json`` (every number plotted, the
@@ -51,6 +53,7 @@ FIGURES = {
     "set-size": "set_size",
     "cross-trigger": "cross_trigger",
     "fig7": "fig7",
+    "screen-zoo": "screen_zoo",
 }
 
 
