@@ -280,6 +280,27 @@ def test_fig7_quick(data_dir, lab_cache, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_nc_candidates_quick(data_dir, lab_cache, tmp_path):
+    lines = []
+    saved = run_figure("nc-candidates", tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache,
+                       log=lines.append)
+    _check_files(tmp_path, "nc_candidates")
+    assert sorted(saved["candidates"]) == ["T1/square/seed0", "clean/seed0"]
+    assert saved["nets"]["T1/square/seed0"]["key"] == config_key(QUICK_SQUARE.key_dict())
+    for record in saved["candidates"].values():
+        assert len(record["mask_norms"]) == 10 and len(record["success_other_training"]) == 10
+        assert all(0 <= v <= 1 for v in record["success_other_training"])
+        for sigma in ("0.1", "0.3"):
+            assert len(record["median_score"][sigma]) == 10
+            assert all(v in (0.0, 0.5, 1.0) for v in record["flagged_share"][sigma])
+    for sigma, s in saved["summary"]["T1"].items():
+        assert 0 <= s["candidates_flagged"] <= 1 and 0 <= s["clean_flagged"] <= 1
+        assert saved["reproduced"]["T1"][sigma] == (s["candidates_flagged"] >= 0.9
+                                                    and s["clean_flagged"] <= s["candidates_flagged"])
+    assert len(saved["clean_scores"]["clean/seed0"]["0.3"]) == 2
+
+
+@pytest.mark.slow
 def test_screen_zoo_quick(tmp_path, lab_cache):
     from wobbledetect.lab.reproduce import screen_zoo
 

@@ -8,7 +8,8 @@ __all__ = ["register"]
 
 #: The figures the subcommand runs (names of :data:`wobbledetect.lab.reproduce.FIGURES`).
 CHOICES = ("fig2", "fig4", "fig5", "fig6", "fig6-scoring", "smoothing-map", "select-sigma", "erasure",
-           "training-dynamics", "set-size", "cross-trigger", "fig7", "screen-zoo")
+           "training-dynamics", "set-size", "cross-trigger", "fig7", "nc-candidates",
+           "screen-zoo")
 
 
 def _log(line):
@@ -101,7 +102,8 @@ def register(subparsers):
         "fig6-scoring (a finished fig6 re-scored pooled / within each net / normalised per "
         "net), training-dynamics (W over training epochs), set-size (the AUC for sets of 25 "
         "to 250), cross-trigger (which triggers fire on each other's nets), fig7 (universal "
-        "adversarial perturbations in place of triggers; needs the [uap] extra), screen-zoo "
+        "adversarial perturbations in place of triggers; needs the [uap] extra), nc-candidates "
+        "(Neural Cleanse's per-class candidates and their W), screen-zoo "
         "(ModelScreen's verdict over clean and backdoored nets; --dataset digits or "
         "fashion-mnist). "
         "Full mode trains many nets (hours on a CPU); --quick is the CI-sized run.",

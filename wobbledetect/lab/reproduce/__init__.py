@@ -19,6 +19,8 @@
 ``cross-trigger``  which triggers fire on nets trained on another (:mod:`.cross_trigger`)
 ``fig7``           universal adversarial perturbations in place of triggers (:mod:`.fig7`;
                    needs the ``[uap]`` extra)
+``nc-candidates``  Neural Cleanse candidates stamped on clean data: does W flag them all?
+                   (:mod:`.nc_candidates`)
 ``screen-zoo``     is this model backdoored? ModelScreen over clean and backdoored nets
                    (:mod:`.screen_zoo`; ``dataset="digits"`` or ``"fashion-mnist"``)
 =================  ======================================================================
@@ -53,6 +55,7 @@ FIGURES = {
     "set-size": "set_size",
     "cross-trigger": "cross_trigger",
     "fig7": "fig7",
+    "nc-candidates": "nc_candidates",
     "screen-zoo": "screen_zoo",
 }
 

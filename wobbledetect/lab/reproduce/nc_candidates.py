@@ -1,0 +1,204 @@
+"""Neural Cleanse candidates and W: is backdoor smoothing unique to backdoors? (paper §5)
+
+The paper crafts one Neural Cleanse candidate per class on clean and backdoored nets,
+stamps them onto clean test data and finds that "the test detects all of the inputs with
+the crafted perturbation as backdoors with the same, very low p-value"; stamped onto
+training data the candidates send "100%" to their class. So smoothing is not unique to
+backdoors.
+
+Pre-registered design (``docs/results.md``, "Pre-registered design: is this model
+backdoored?", point 2), full mode:
+
+- The 21 nets of Fig. 6's first design at 4 epochs (T3 and T1; 3 clean, 9 backdoored each).
+- :class:`~wobbledetect.NeuralCleanse` with its defaults on 1,000 clean training images
+  (the first 1,000 of ``RandomState(0).permutation(n_train)``, as Fig. 7), all 10 classes,
+  ``random_state=0``: mask norms, anomaly index, flagged classes.
+- The paper's sanity check: each candidate's success on the next 1,000 training images.
+- 5 repetitions of (clean reference, clean candidate, and per class 25 test images of the
+  other classes stamped with that class's candidate); the same base images for every net.
+- Per (net, class, sigma): the median over repetitions of the signed Levene score (the
+  "smoother" direction's ``score_samples``; positive: smoother than clean) and the share
+  of repetitions flagged smoother at alpha 0.05. The claim counts as reproduced at a sigma
+  if at least 90% of the (net, class) candidates have a median score above
+  ``-log10(0.05)`` while the clean candidates do so at most at their own rate.
+
+Quick mode: T1 only, the clean and ``square`` quick nets, 200 crafting images, a short
+Neural Cleanse (30 steps of 4 batches), 2 repetitions, sigmas (0.1, 0.3), n = 100.
+
+Cost (full, 2 CPU cores): Neural Cleanse on 10 classes per net (several minutes for a
+FashionCNN) and 21 x 5 x 12 x 25 x 250 x 7 = 55M forwards for W (~70 min).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import clone
+
+from ... import LeveneBackdoorDetector, NeuralCleanse
+from ...plotting import plot_heatmaps
+from ._common import (
+    DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, draw_indices, sigma_key,
+)
+
+__all__ = ["run", "DETECTED_SHARE"]
+
+#: Share of candidates that must be flagged for the paper's claim to count as reproduced.
+DETECTED_SHARE = 0.9
+#: The sigma shown in the figure (every sigma is in the JSON).
+PLOTTED_SIGMA = 0.3
+
+
+def run(
+    out_dir, *, quick=False, data_dir=None, cache_dir=None, dataset="fashion-mnist", log=print,
+    download=False, epochs=None, threats=None, repetitions=None, random_state=0,
+):
+    """Craft and score NC candidates; write ``nc_candidates.png`` and ``.json`` to ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir, quick, data_dir, cache_dir, dataset, log, download
+        As for every figure: see :func:`wobbledetect.lab.reproduce.fig4.run`.
+    epochs : int, optional
+        Training epochs of the nets (default: the pre-registered 4; quick 2).
+    threats : tuple of str, optional
+        Default ("T3", "T1"); quick: ("T1",).
+    repetitions : int, optional
+        Default 5; quick 2.
+    random_state : int, default=0
+
+    Returns
+    -------
+    dict
+        What ``nc_candidates.json`` holds: ``"candidates"[net]`` (NC's numbers and, per
+        sigma, each class's median score and flagged share), ``"clean_scores"[net]``,
+        ``"summary"[threat][sigma]`` (shares of candidates flagged) and ``"reproduced"``.
+
+    Examples
+    --------
+    >>> from wobbledetect.lab.reproduce import nc_candidates
+    >>> out = nc_candidates.run("out", quick=True, data_dir="../shared/data")  # doctest: +SKIP
+    >>> out["summary"]["T1"]["0.3"]["candidates_flagged"]  # doctest: +SKIP
+    """
+    from .fig6 import TRAINED_TRIGGERS
+
+    exp = Experiment("nc_candidates", out_dir, quick=quick, data_dir=data_dir, cache_dir=cache_dir,
+                     dataset=dataset, log=log, download=download, epochs=epochs)
+    threats = tuple(threats or (("T1",) if quick else ("T3", "T1")))
+    triggers = ("square",) if quick else TRAINED_TRIGGERS["fig3"]
+    seeds = (0,) if quick else (0, 1, 2)
+    repetitions = int(repetitions or (2 if quick else 5))
+    cleanse = NeuralCleanse(None, max_steps=30, batches_per_step=4) if quick else NeuralCleanse(None)
+    nets = {threat: [exp.net_config(None, None, s) for s in seeds]
+            + [exp.net_config(threat, t, s) for t in triggers for s in seeds] for threat in threats}
+    distinct = list(dict.fromkeys(c for configs in nets.values() for c in configs))
+    data = exp.data
+    n_classes = data.n_classes
+    exp.plan(distinct, len(distinct) * repetitions * (2 + n_classes) * SET_SIZE * exp.n_samples
+             * len(exp.sigmas))
+
+    rng = np.random.RandomState(random_state)
+    order = rng.permutation(len(data.X_train))
+    n_craft = 200 if quick else 1000
+    crafting, checking = data.X_train[order[:n_craft]], data.X_train[order[n_craft:2 * n_craft]]
+    every = np.arange(len(data.y_test))
+    clean_sets = np.stack([data.X_test[draw_indices(rng, every, SET_SIZE)] for _ in range(2 * repetitions)])
+    clean_sets = clean_sets.reshape(repetitions, 2, *clean_sets.shape[1:])  # reference, candidate
+    bases = np.stack([np.stack([data.X_test[draw_indices(rng, np.flatnonzero(data.y_test != k), SET_SIZE)]
+                                for k in range(n_classes)]) for _ in range(repetitions)])
+    threshold = float(-np.log10(0.05))
+
+    candidates, clean_scores = {}, {}
+    for i, config in enumerate(distinct, 1):
+        log(f"[nc_candidates] net {i}/{len(distinct)}: {config.label}")
+        model = exp.net(config)
+        nc = clone(cleanse).set_params(model=model, input_shape=data.input_shape,
+                                       random_state=random_state).fit(crafting)
+        wob = exp.wobbliness(model)
+        stamped = np.stack([nc.apply(bases[:, k], int(k)) for k in range(n_classes)], axis=1)
+        sets = np.concatenate([clean_sets, stamped], axis=1)  # per repetition: ref, clean, classes
+        flat = sets.reshape(-1, *sets.shape[2:])
+        record = {
+            "mask_norms": nc.mask_norms_, "anomaly_index": nc.anomaly_index_,
+            "flagged": nc.flagged_classes_, "model_anomaly_index": nc.model_anomaly_index_,
+            "reached_threshold": nc.reached_threshold_, "steps": nc.n_steps_,
+            "success_crafting": nc.attack_success_,
+            "success_other_training": [_success(wob.predictor_, nc.apply(checking, k), k)
+                                       for k in range(n_classes)],
+            "median_score": {}, "flagged_share": {},
+        }
+        clean_scores[config.label] = {}
+        for sigma in exp.sigmas:
+            key = sigma_key(sigma)
+            W = exp.W(wob, sigma, flat, config.label).reshape(repetitions, 2 + n_classes, SET_SIZE)
+            scores = np.stack([
+                LeveneBackdoorDetector(direction="smoother").fit(W[r, :1]).score_samples(W[r, 1:])
+                for r in range(repetitions)])  # (repetitions, 1 + n_classes)
+            clean_scores[config.label][key] = scores[:, 0]
+            record["median_score"][key] = np.median(scores[:, 1:], axis=0)
+            record["flagged_share"][key] = np.mean(scores[:, 1:] > threshold, axis=0)
+        candidates[config.label] = record
+        log(f"[nc_candidates] {config.label}: norms " + " ".join(f"{v:.0f}" for v in nc.mask_norms_)
+            + f", flagged {nc.flagged_classes_.tolist()}; candidates flagged smoother at sigma "
+            + ", ".join(f"{k} {np.mean(record['median_score'][k] > threshold):.0%}" for k in record["median_score"]))
+
+    summary, reproduced = {}, {}
+    for threat in threats:
+        labels = [c.label for c in nets[threat]]
+        for sigma in exp.sigmas:
+            key = sigma_key(sigma)
+            every_candidate = np.concatenate([candidates[n]["median_score"][key] for n in labels])
+            targets = [candidates[c.label]["median_score"][key][TARGET] for c in nets[threat] if c.threat]
+            clean = np.concatenate([clean_scores[n][key] for n in labels])
+            summary.setdefault(threat, {})[key] = {
+                "candidates_flagged": float(np.mean(every_candidate > threshold)),
+                "target_candidates_flagged": float(np.mean(np.array(targets) > threshold)) if targets else None,
+                "clean_flagged": float(np.mean(clean > threshold)),
+                "median_candidate_score": float(np.median(every_candidate)),
+            }
+            s = summary[threat][key]
+            reproduced.setdefault(threat, {})[key] = bool(
+                s["candidates_flagged"] >= DETECTED_SHARE and s["clean_flagged"] <= s["candidates_flagged"])
+            log(f"[nc_candidates] {threat} sigma={sigma:g}: {s['candidates_flagged']:.0%} of the candidates "
+                f"flagged smoother (clean sets {s['clean_flagged']:.0%})")
+
+    plotted = sigma_key(PLOTTED_SIGMA if PLOTTED_SIGMA in exp.sigmas else exp.sigmas[-1])
+    png = plot_heatmaps(
+        [{"panels": {f"{threat}: mask norm": ([candidates[c.label]["mask_norms"] for c in nets[threat]],
+                                              [c.label for c in nets[threat]]) for threat in threats},
+          "cmap": "viridis", "vmin": 0.0,
+          "vmax": float(max(np.max(r["mask_norms"]) for r in candidates.values())),
+          "label": "|m|_1", "fmt": ".0f"},
+         {"panels": {f"{threat}: Levene score, sigma {plotted}": (
+             [candidates[c.label]["median_score"][plotted] for c in nets[threat]],
+             [c.label for c in nets[threat]]) for threat in threats},
+          "cmap": "RdBu", "vmin": -5.0, "vmax": 5.0, "label": "signed -log10 p (+: smoother)", "fmt": ".1f"}],
+        exp.out_dir / "nc_candidates.png", col_labels=[str(k) for k in range(n_classes)],
+        xlabel="candidate class",
+        suptitle=(f"Neural Cleanse candidates and W - {DISPLAY_NAMES[exp.setup.dataset]}, "
+                  f"{DISPLAY_NAMES[exp.setup.net]}, {exp.epochs} epochs ({exp.mode} mode)"),
+    )
+    return exp.finish(
+        {
+            "parameters": {"threats": list(threats), "triggers": list(triggers), "seeds": list(seeds),
+                           "repetitions": repetitions, "set_size": SET_SIZE, "n_samples": exp.n_samples,
+                           "sigmas": list(exp.sigmas), "random_state": random_state,
+                           "crafting_images": len(crafting), "checking_images": len(checking),
+                           "cleanse": {k: v for k, v in cleanse.get_params().items() if k != "model"},
+                           "flagged_above": threshold, "detected_share": DETECTED_SHARE,
+                           "nets_per_threat": {t: [c.label for c in nets[t]] for t in threats}},
+            "candidates": candidates,
+            "clean_scores": clean_scores,
+            "summary": summary,
+            "reproduced": reproduced,
+        },
+        [png],
+    )
+
+
+def _success(predictor, stamped, k):
+    """Share of ``stamped`` inputs the model puts in class ``k``."""
+    import torch
+
+    with torch.no_grad():
+        classes = predictor.predict_classes(torch.from_numpy(np.ascontiguousarray(stamped)).to(predictor.device))
+    return float(np.mean(classes.cpu().numpy() == k))
