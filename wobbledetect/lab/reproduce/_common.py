@@ -33,6 +33,7 @@ from ..zoo import NetConfig, get_net, load_lab_data
 
 __all__ = [
     "Setup", "SETUPS", "Experiment", "sigma_key", "auc_or_nan", "draw_indices", "draw_triplets",
+    "zoo_configs",
     "reference_scores", "jsonable", "DIRECTIONS",
     "SET_SIZE", "TARGET", "NOISE_SEED", "DISPLAY_NAMES",
 ]
@@ -372,6 +373,22 @@ def reference_scores(W, direction):
         LeveneBackdoorDetector(direction=direction).fit(W_rep[:1]).decision_function(W_rep[1:])
         for W_rep in W
     ])
+
+
+def zoo_configs(exp, threats, triggers, seeds):
+    """Fig. 6's zoo: per threat model the clean nets, then each trigger's nets, by seed.
+
+    Returns
+    -------
+    nets : dict of str to list of NetConfig
+        Per threat model, its nets in that order (the clean ones are shared).
+    distinct : list of NetConfig
+        Every net once, in order of first appearance.
+    """
+    nets = {threat: [exp.net_config(None, None, seed) for seed in seeds]
+            + [exp.net_config(threat, trigger, seed) for trigger in triggers for seed in seeds]
+            for threat in threats}
+    return nets, list(dict.fromkeys(config for configs in nets.values() for config in configs))
 
 
 def draw_triplets(data, trigger, repetitions, size, rng):

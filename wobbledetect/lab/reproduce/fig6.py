@@ -56,7 +56,7 @@ from ..triggers import TRIGGER_SETS, get_trigger
 from ..zoo import check_snapshots
 from ._common import (
     DIRECTIONS, DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_indices,
-    jsonable, reference_scores, sigma_key,
+    jsonable, reference_scores, sigma_key, zoo_configs,
 )
 from .fig6_scoring import score_breakdown
 
@@ -144,12 +144,7 @@ def run(
     null_sets = int(null_sets)
     n_candidates = 1 + len(candidate_triggers)
     per_rep = 1 + n_candidates + null_sets
-    nets = {
-        threat: [exp.net_config(None, None, seed) for seed in seeds]
-        + [exp.net_config(threat, trigger, seed) for trigger in triggers for seed in seeds]
-        for threat in threats
-    }
-    distinct = list(dict.fromkeys(config for configs in nets.values() for config in configs))
+    nets, distinct = zoo_configs(exp, threats, triggers, seeds)
     exp.plan(distinct, len(distinct) * repetitions * per_rep * SET_SIZE
              * exp.n_samples * len(exp.sigmas))
 

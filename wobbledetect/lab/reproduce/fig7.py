@@ -37,7 +37,7 @@ from ... import UniversalPerturbation
 from ...plotting import plot_roc_panels
 from ._common import (
     DIRECTIONS, DISPLAY_NAMES, SET_SIZE, Experiment, auc_or_nan, draw_indices, reference_scores,
-    sigma_key,
+    sigma_key, zoo_configs,
 )
 
 __all__ = ["run", "PAPER_AUC", "UAP_PARAMETERS"]
@@ -97,10 +97,7 @@ def run(
     seeds = tuple(seeds if seeds is not None else ((0,) if quick else (0, 1, 2)))
     repetitions = int(repetitions or (2 if quick else 5))
     uap_parameters = UAP_PARAMETERS | ({"max_iter": 2} if quick else {})
-    nets = {threat: [exp.net_config(None, None, seed) for seed in seeds]
-            + [exp.net_config(threat, trigger, seed) for trigger in triggers for seed in seeds]
-            for threat in threats}
-    distinct = list(dict.fromkeys(config for configs in nets.values() for config in configs))
+    nets, distinct = zoo_configs(exp, threats, triggers, seeds)
     exp.plan(distinct, len(distinct) * repetitions * 3 * SET_SIZE * exp.n_samples * len(exp.sigmas))
 
     data = exp.data

@@ -37,7 +37,7 @@ from sklearn.base import clone
 from ... import LeveneBackdoorDetector, NeuralCleanse
 from ...plotting import plot_heatmaps
 from ._common import (
-    DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, draw_indices, sigma_key,
+    DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, draw_indices, sigma_key, zoo_configs,
 )
 
 __all__ = ["run", "DETECTED_SHARE"]
@@ -88,9 +88,7 @@ def run(
     seeds = (0,) if quick else (0, 1, 2)
     repetitions = int(repetitions or (2 if quick else 5))
     cleanse = NeuralCleanse(None, max_steps=30, batches_per_step=4) if quick else NeuralCleanse(None)
-    nets = {threat: [exp.net_config(None, None, s) for s in seeds]
-            + [exp.net_config(threat, t, s) for t in triggers for s in seeds] for threat in threats}
-    distinct = list(dict.fromkeys(c for configs in nets.values() for c in configs))
+    nets, distinct = zoo_configs(exp, threats, triggers, seeds)
     data = exp.data
     n_classes = data.n_classes
     exp.plan(distinct, len(distinct) * repetitions * (2 + n_classes) * SET_SIZE * exp.n_samples
