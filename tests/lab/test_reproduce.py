@@ -263,7 +263,7 @@ def test_fig7_quick(data_dir, lab_cache, tmp_path, capsys):
         assert sorted(stored.files) == ["T1_square_seed0", "clean_seed0"]
         for v in stored.values():
             assert v.shape == (1, 28, 28) and np.abs(v).max() <= 0.2 + 1e-6 and np.abs(v).max() > 0
-    assert saved["parameters"]["uap"]["max_iter"] == 2 and saved["parameters"]["crafting_images"] == 200
+    assert saved["parameters"]["uap"]["max_iter"] == 1 and saved["parameters"]["crafting_images"] == 20
     pairs = saved["pairs"]["T1"]
     assert pairs["label"] == [0, 1] * 4 and pairs["net"][:4] == ["clean/seed0"] * 4
     for sigma in ("0.1", "0.3"):

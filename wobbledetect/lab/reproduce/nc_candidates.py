@@ -23,7 +23,7 @@ backdoored?", point 2), full mode:
   ``-log10(0.05)`` while the clean candidates do so at most at their own rate.
 
 Quick mode: T1 only, the clean and ``square`` quick nets, 200 crafting images, a short
-Neural Cleanse (30 steps of 4 batches), 2 repetitions, sigmas (0.1, 0.3), n = 100.
+Neural Cleanse (10 steps of 2 batches), 2 repetitions, sigmas (0.1, 0.3), n = 100.
 
 Cost (full, 2 CPU cores): Neural Cleanse on 10 classes per net (several minutes for a
 FashionCNN) and 21 x 5 x 12 x 25 x 250 x 7 = 55M forwards for W (~70 min).
@@ -87,7 +87,7 @@ def run(
     triggers = ("square",) if quick else TRAINED_TRIGGERS["fig3"]
     seeds = (0,) if quick else (0, 1, 2)
     repetitions = int(repetitions or (2 if quick else 5))
-    cleanse = NeuralCleanse(None, max_steps=30, batches_per_step=4) if quick else NeuralCleanse(None)
+    cleanse = NeuralCleanse(None, max_steps=10, batches_per_step=2) if quick else NeuralCleanse(None)
     nets, distinct = zoo_configs(exp, threats, triggers, seeds)
     data = exp.data
     n_classes = data.n_classes
