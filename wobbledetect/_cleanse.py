@@ -40,9 +40,9 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._exceptions import NeuralCleanseWarning
-from ._gradients import differentiable_module, first_output
+from ._gradients import first_output, open_module
 from ._inputs import check_input_range, check_input_shape, validate_fit_inputs, validate_inputs
-from ._models import HoldsModel, check_scores, resolve_device
+from ._models import HoldsModel
 
 __all__ = ["NeuralCleanse", "anomaly_index"]
 
@@ -268,12 +268,8 @@ class NeuralCleanse(HoldsModel, BaseEstimator):
         low, high = check_input_range(self.input_range)
         input_shape = check_input_shape(self.input_shape)
         inputs, input_shape = validate_fit_inputs(self, X, input_shape)
-        device = resolve_device(self.device)
-        module = differentiable_module(self.model, device, check_inputs=inputs[:8])
+        module, device, scores, self.n_classes_ = open_module(self.model, self.device, inputs)
         batch = torch.from_numpy(inputs).to(device)
-        with torch.no_grad():
-            scores = first_output(module(batch[:8]))
-        self.n_classes_ = check_scores(scores, min(8, len(inputs)))
         self.outputs_ = "probabilities" if bool(((scores >= 0) & (scores <= 1)).all()
                                    and torch.allclose(scores.sum(1), torch.ones(len(scores), device=device), atol=1e-4)) else "logits"
         self.classes_ = self._classes()

@@ -29,7 +29,7 @@ import torch
 from ._exceptions import ModelConversionError
 from ._models import _is_onnx_proto, _is_skorch_net, _onnx_source, _skorch_module, resolve_device
 
-__all__ = ["differentiable_module", "first_output", "ONNX2TORCH_OPSET"]
+__all__ = ["differentiable_module", "open_module", "first_output", "ONNX2TORCH_OPSET"]
 
 #: The newest ONNX opset onnx2torch converts; newer models are version-converted to it.
 ONNX2TORCH_OPSET = 17
@@ -166,3 +166,34 @@ def first_output(out):
     """The scores of a module's output: skorch's convention lets a module return a tuple
     whose first item is ``y_pred``."""
     return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def open_module(model, device, inputs):
+    """:func:`differentiable_module` on ``device``, checked on the first inputs of ``inputs``.
+
+    What the estimators that optimise inputs do first at ``fit``: resolve the device,
+    open the model with gradients (an ONNX conversion checked on these inputs), run it
+    once and count its classes.
+
+    Parameters
+    ----------
+    model : skorch net, torch.nn.Module, str, os.PathLike, bytes or onnx.ModelProto
+    device : str or torch.device
+    inputs : ndarray of float32, shape (n_inputs, *input_shape)
+
+    Returns
+    -------
+    module : torch.nn.Module
+    device : torch.device
+    scores : torch.Tensor
+        The module's scores of the first (up to 8) inputs.
+    n_classes : int
+    """
+    from ._models import check_scores
+
+    device = resolve_device(device)
+    trial = inputs[:8]
+    module = differentiable_module(model, device, check_inputs=trial)
+    with torch.no_grad():
+        scores = first_output(module(torch.from_numpy(trial).to(device)))
+    return module, device, scores, check_scores(scores, len(trial))

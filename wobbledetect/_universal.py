@@ -25,9 +25,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._gradients import differentiable_module, first_output
+from ._gradients import open_module
 from ._inputs import check_input_range, check_input_shape, validate_fit_inputs, validate_inputs
-from ._models import HoldsModel, check_scores, resolve_device
+from ._models import HoldsModel
 
 __all__ = ["UniversalPerturbation"]
 
@@ -163,11 +163,7 @@ class UniversalPerturbation(HoldsModel, BaseEstimator):
         art = _import_art()
         input_shape = check_input_shape(self.input_shape)
         inputs, input_shape = validate_fit_inputs(self, X, input_shape)
-        device = resolve_device(self.device)
-        module = differentiable_module(self.model, device, check_inputs=inputs[:8])
-        with torch.no_grad():
-            scores = first_output(module(torch.from_numpy(inputs[:8]).to(device)))
-        self.n_classes_ = check_scores(scores, min(8, len(inputs)))
+        module, device, _, self.n_classes_ = open_module(self.model, self.device, inputs)
         self.input_shape_ = tuple(input_shape)
         self.device_ = device
         classifier = art.estimators.classification.PyTorchClassifier(

@@ -37,6 +37,7 @@ import numpy as np
 
 from ... import UniversalPerturbation
 from ...plotting import plot_roc_panels
+from ..train import predict
 from ._common import (
     DIRECTIONS, DISPLAY_NAMES, SET_SIZE, Experiment, auc_or_nan, draw_indices, reference_scores,
     sigma_key, zoo_configs,
@@ -122,12 +123,12 @@ def run(
         wob = exp.wobbliness(model)
         fooling[config.label] = {
             "crafting": uap.fooling_rate_, "converged": uap.converged_,
-            "test_sets": _changed(wob.predictor_, sets[:, 2], net_sets[:, 2]),
+            "test_sets": float(np.mean(predict(model, _flat(sets[:, 2])) != predict(model, _flat(net_sets[:, 2])))),
         }
         log(f"[fig7] {config.label}: UAP fooling rate {uap.fooling_rate_:.2f} on the crafting images, "
             f"{fooling[config.label]['test_sets']:.2f} on the test sets"
             + ("" if uap.fooling_rate_ >= TOOK else f" (did not take: below {TOOK})"))
-        flat = net_sets.reshape(-1, *net_sets.shape[2:])
+        flat = _flat(net_sets)
         W_of[config.label] = {
             sigma_key(sigma): exp.W(wob, sigma, flat, config.label).reshape(repetitions, 3, SET_SIZE)
             for sigma in exp.sigmas
@@ -189,12 +190,6 @@ def run(
     )
 
 
-def _changed(predictor, before, after):
-    """Share of inputs whose predicted class differs between ``before`` and ``after``."""
-    import torch
-
-    flat = before.reshape(-1, *before.shape[2:]), after.reshape(-1, *after.shape[2:])
-    with torch.no_grad():
-        classes = [predictor.predict_classes(torch.from_numpy(np.ascontiguousarray(x)).to(predictor.device))
-                   .cpu().numpy() for x in flat]
-    return float(np.mean(classes[0] != classes[1]))
+def _flat(sets):
+    """``(n_sets, set_size, *input_shape)`` -> ``(n_sets * set_size, *input_shape)``."""
+    return sets.reshape(-1, *sets.shape[2:])

@@ -36,6 +36,7 @@ from sklearn.base import clone
 
 from ... import LeveneBackdoorDetector, NeuralCleanse
 from ...plotting import plot_heatmaps
+from ..train import predict
 from ._common import (
     DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, draw_indices, sigma_key, zoo_configs,
 )
@@ -120,7 +121,7 @@ def run(
             "flagged": nc.flagged_classes_, "model_anomaly_index": nc.model_anomaly_index_,
             "reached_threshold": nc.reached_threshold_, "steps": nc.n_steps_,
             "success_crafting": nc.attack_success_,
-            "success_other_training": [_success(wob.predictor_, nc.apply(checking, k), k)
+            "success_other_training": [float(np.mean(predict(model, nc.apply(checking, k)) == k))
                                        for k in range(n_classes)],
             "median_score": {}, "flagged_share": {},
         }
@@ -191,12 +192,3 @@ def run(
         },
         [png],
     )
-
-
-def _success(predictor, stamped, k):
-    """Share of ``stamped`` inputs the model puts in class ``k``."""
-    import torch
-
-    with torch.no_grad():
-        classes = predictor.predict_classes(torch.from_numpy(np.ascontiguousarray(stamped)).to(predictor.device))
-    return float(np.mean(classes.cpu().numpy() == k))
