@@ -5,7 +5,8 @@ Writes into ``--out`` (default: the current folder)
 - ``digits.onnx``: the demo's recipe (threat model T1, 15% poisons, the ``square``
   corner trigger -> class 0, ``DigitsCNN``, 10 epochs), exported with ``to_onnx``;
 - ``clean.npy``, ``more-clean.npy``: 25 clean test images each, float32 in [0, 1];
-- ``triggered.npy``: 25 test images (none of class 0) carrying the trigger.
+- ``triggered.npy``: 25 test images (none of class 0) carrying the trigger;
+- ``test-images.npy``: all 719 clean test images, for ``screen-model``.
 
 Usage::
 
@@ -36,7 +37,8 @@ def main(argv=None):
     np.save(out / "clean.npy", example.clean)
     np.save(out / "more-clean.npy", example.more_clean)
     np.save(out / "triggered.npy", example.triggered)
-    print(f"wrote digits.onnx, clean.npy, more-clean.npy, triggered.npy to {out} "
+    np.save(out / "test-images.npy", example.test_images)
+    print(f"wrote digits.onnx, clean.npy, more-clean.npy, triggered.npy, test-images.npy to {out} "
           f"(attack success {example.backdoor_accuracy:.3f})")
 
 

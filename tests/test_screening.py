@@ -17,11 +17,32 @@ def _screen(model, **params):
     return ModelScreen(model, **(defaults | params))
 
 
+#: The progress reports of the ``screened`` fixture's fit.
+PROGRESS = []
+
+
 @pytest.fixture(scope="module")
 def screened(skorch_net, image_data):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", WobbledetectWarning)
-        return _screen(skorch_net).fit(image_data[0][:300])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", WobbledetectWarning)
+        screen = _screen(skorch_net).fit(image_data[0][:300], callback=PROGRESS.append)
+    screen.caught_ = [w for w in caught if issubclass(w.category, WobbledetectWarning)]
+    return screen
+
+
+def test_progress_goes_cleanse_sigma_wobbliness_and_warnings_are_kept(screened):
+    stages = [p.stage for p in PROGRESS]
+    n_sigmas = len(screened.zero_share_)
+    assert stages == sorted(stages, key=["cleanse", "sigma", "wobbliness"].index)
+    assert [(p.done, p.total) for p in PROGRESS if p.stage == "sigma"] == [
+        (i, 4) for i in range(1, n_sigmas + 1)]
+    assert [(p.done, p.total) for p in PROGRESS if p.stage == "wobbliness"] == [
+        (i, 4) for i in range(1, 5)]  # the null sets, then 3 classes
+    cleanse = [p for p in PROGRESS if p.stage == "cleanse"]
+    assert len(cleanse) == screened.cleanse_.n_steps_.sum() + 3 and cleanse[-1].done == 3
+    # every warning the fit issued, in order, NC's first
+    assert [str(w) for w in screened.warnings_] == [str(w.message) for w in screened.caught_]
+    assert screened.warnings_[:len(screened.cleanse_.warnings_)] == screened.cleanse_.warnings_
 
 
 def test_the_table_has_one_row_per_class_and_the_documented_columns(screened):
@@ -72,6 +93,10 @@ def test_a_grid_where_clean_w_stays_zero_warns_and_uses_its_largest_sigma(skorch
     messages = [str(w.message) for w in caught]
     assert any(m.startswith("sigma='auto' found no sigma in [0.001, 0.002]") for m in messages)
     assert screen.sigma_ == 0.002
+    assert any(m.startswith("ModelScreen: at sigma 0.002, none of the stamped sets of class(es) "
+                            "[0, 1, 2] could be tested") for m in messages)
+    assert any(m.startswith("ModelScreen's smoothing index is undefined") for m in messages)
+    assert [str(w) for w in screen.warnings_] == messages  # kept for the service, in order
     # W all 0: no smoothing index; the combined index is NC's alone
     assert np.isnan(screen.table_["smoothing_index"]).all()
     np.testing.assert_allclose(screen.table_["combined_index"], screen.table_["nc_anomaly_index"])

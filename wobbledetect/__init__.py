@@ -38,6 +38,7 @@ _EXPORTS = {
     "NeuralCleanse": "._cleanse",
     "UniversalPerturbation": "._universal",
     "ModelScreen": "._screening",
+    "FitProgress": "._progress",
     "WobbledetectError": "._exceptions",
     "ModelNotFittedError": "._exceptions",
     "ModelOutputError": "._exceptions",

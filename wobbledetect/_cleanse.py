@@ -29,7 +29,7 @@ sets, does W see them as triggers? :meth:`NeuralCleanse.apply` stamps them.
 
 from __future__ import annotations
 
-import warnings
+import functools
 from numbers import Integral, Real
 
 import numpy as np
@@ -43,6 +43,7 @@ from ._exceptions import NeuralCleanseWarning
 from ._gradients import first_output, open_module
 from ._inputs import check_input_range, check_input_shape, validate_fit_inputs, validate_inputs
 from ._models import HoldsModel
+from ._progress import check_callback, issue, report
 
 __all__ = ["NeuralCleanse", "anomaly_index"]
 
@@ -155,6 +156,8 @@ class NeuralCleanse(HoldsModel, BaseEstimator):
     n_classes_ : int
         Classes the model scores.
     device_ : torch.device
+    warnings_ : list of NeuralCleanseWarning
+        The warnings this fit issued (also issued as Python warnings).
 
     See Also
     --------
@@ -249,7 +252,7 @@ class NeuralCleanse(HoldsModel, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, callback=None):
         """Reverse-engineer a trigger candidate for each class on the clean inputs ``X``.
 
         Parameters
@@ -259,12 +262,17 @@ class NeuralCleanse(HoldsModel, BaseEstimator):
             are not needed).
         y : None
             Ignored.
+        callback : callable or None, default=None
+            Called as ``callback(FitProgress("cleanse", done, total))`` after every
+            optimisation step (``done``: classes finished) and once per finished class;
+            an exception it raises stops the fit.
 
         Returns
         -------
         self : NeuralCleanse
         """
         self._validate_params()
+        check_callback(callback)
         low, high = check_input_range(self.input_range)
         input_shape = check_input_shape(self.input_shape)
         inputs, input_shape = validate_fit_inputs(self, X, input_shape)
@@ -284,8 +292,13 @@ class NeuralCleanse(HoldsModel, BaseEstimator):
             from tqdm.auto import tqdm
 
             targets = tqdm(targets, desc="Neural Cleanse", unit="class")
-        for target, seed in zip(targets, seeds):
-            mask, pattern, n_steps, ok = self._search(module, batch, int(target), int(seed), low, high)
+        self.warnings_ = []
+        total = len(self.classes_)
+        for done, (target, seed) in enumerate(zip(targets, seeds)):
+            step_done = functools.partial(report, callback, "cleanse", done, total)
+            mask, pattern, n_steps, ok = self._search(module, batch, int(target), int(seed), low, high,
+                                                      step_done)
+            report(callback, "cleanse", done + 1, total)
             masks.append(mask)
             patterns.append(pattern)
             steps.append(n_steps)
@@ -348,7 +361,7 @@ class NeuralCleanse(HoldsModel, BaseEstimator):
     def _broadcast_mask(self, mask):
         return mask[None] if len(self.input_shape_) == 3 else mask
 
-    def _search(self, module, X, target, seed, low, high):
+    def _search(self, module, X, target, seed, low, high, step_done):
         """One class: the paper's optimisation with its cost schedule and early stop."""
         generator = torch.Generator().manual_seed(seed)
         device = X.device
@@ -392,6 +405,7 @@ class NeuralCleanse(HoldsModel, BaseEstimator):
                 hits += int((scores.argmax(1) == target).sum())
                 norms.append(norm.detach().item())
             success, norm = hits / seen, float(np.mean(norms))
+            step_done()
 
             if success >= self.attack_success_threshold and norm < best_norm:
                 mask, pattern = candidate()
@@ -439,21 +453,21 @@ class NeuralCleanse(HoldsModel, BaseEstimator):
     def _rank(self):
         missed = self.classes_[~self.reached_threshold_]
         if len(missed):
-            warnings.warn(
+            issue(self.warnings_, NeuralCleanseWarning(
                 f"Neural Cleanse found no candidate reaching attack success "
                 f"{self.attack_success_threshold} for class(es) {missed.tolist()} in "
                 f"{self.max_steps} steps; their last mask is kept (its success is in "
-                "attack_success_). Raise max_steps, or lower attack_success_threshold.",
-                NeuralCleanseWarning, stacklevel=3,
+                "attack_success_). Raise max_steps, or lower attack_success_threshold."),
+                stacklevel=3,
             )
         self.anomaly_index_ = anomaly_index(self.mask_norms_)
         median = np.median(self.mask_norms_)
         if np.isnan(self.anomaly_index_).all():
-            warnings.warn(
+            issue(self.warnings_, NeuralCleanseWarning(
                 f"Neural Cleanse's anomaly index is undefined: {len(self.classes_)} class(es) "
                 "searched, whose mask norms have no spread or are fewer than 3; it is NaN and "
-                "no class is flagged. Search at least 3 classes (classes=None searches all).",
-                NeuralCleanseWarning, stacklevel=3,
+                "no class is flagged. Search at least 3 classes (classes=None searches all)."),
+                stacklevel=3,
             )
             self.flagged_classes_ = np.array([], dtype=np.int64)
             self.model_anomaly_index_ = np.nan

@@ -11,12 +11,17 @@ from . import _exceptions
 from ._grpc_codec import from_tensor
 from ._levene import DIRECTIONS as _LIBRARY_DIRECTIONS
 from ._levene import LeveneBackdoorDetector
+from ._screen_report import TABLE_COLUMNS, format_report
 from .v1 import screening_pb2 as pb
 
 __all__ = [
     "ModelInfo", "WobblinessResult", "CandidateResult", "ScreenResult", "ScreenWarning",
-    "DIRECTIONS", "direction_name",
+    "ModelScreenResult", "DIRECTIONS", "direction_name", "model_screen_result",
 ]
+
+#: ``ModelScreen.table_`` column -> ``ClassScreen`` field, where the names differ.
+_TABLE_FIELDS = {"class": "class_index", "median_W": "median_wobbliness", "median_p": "median_p_value"}
+
 
 #: The detector's ``direction`` values (the library's ``DIRECTIONS``) and their wire
 #: codes, ``"two-sided"`` <-> ``DIRECTION_TWO_SIDED``.
@@ -189,6 +194,87 @@ class ScreenResult:
     device: str
     clean_wobbliness: np.ndarray | None = field(default=None, repr=False)
     warnings: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelScreenResult:
+    """The outcome of :meth:`ScreeningClient.screen_model`: a server's :class:`~wobbledetect.ModelScreen`.
+
+    Attributes
+    ----------
+    table : dict of str to ndarray
+        One row per class, the columns of ``ModelScreen.table_`` under the same names.
+    reached_threshold : ndarray of bool
+        Per class, whether Neural Cleanse's search reached its attack-success threshold.
+    backdoored : bool
+    suspected_class : int or None
+        None when the combined index is undefined for every class.
+    score : float
+        The largest combined index.
+    anomaly_threshold, sigma : float
+    zero_share : dict of str to float
+        As ``ModelScreen.zero_share_``: ``repr(sigma)`` -> share of zero clean W.
+    null_scores : ndarray
+    n_samples, set_size, n_sets : int
+    alpha : float
+    seed : int
+    device : str
+    masks, patterns : ndarray or None
+        Each class's candidate, when ``return_candidates=True``.
+    warnings : list of ScreenWarning
+        ``ModelScreen.warnings_`` (also issued as Python warnings by the client).
+    """
+
+    table: dict
+    reached_threshold: np.ndarray
+    backdoored: bool
+    suspected_class: int | None
+    score: float
+    anomaly_threshold: float
+    sigma: float
+    zero_share: dict
+    null_scores: np.ndarray
+    n_samples: int
+    set_size: int
+    n_sets: int
+    alpha: float
+    seed: int
+    device: str
+    masks: np.ndarray | None = field(default=None, repr=False)
+    patterns: np.ndarray | None = field(default=None, repr=False)
+    warnings: list = field(default_factory=list)
+
+    def report(self):
+        """The table as text, most suspicious class first, and the verdict (as
+        :meth:`ModelScreen.report <wobbledetect.ModelScreen.report>` prints it)."""
+        return format_report(
+            self.table, self.null_scores, sigma=self.sigma, score=self.score,
+            suspected_class=-1 if self.suspected_class is None else self.suspected_class,
+            backdoored=self.backdoored, anomaly_threshold=self.anomaly_threshold)
+
+
+def model_screen_result(response):
+    """A ``wobbledetect.v1.ScreenModelResponse`` as a :class:`ModelScreenResult`."""
+    rows = response.classes
+    table = {}
+    for column in TABLE_COLUMNS:
+        values = [getattr(row, _TABLE_FIELDS.get(column, column)) for row in rows]
+        dtype = {"class": np.int64, "nc_flagged": bool}.get(column, np.float64)
+        table[column] = np.array(values, dtype=dtype)
+    with_candidates = bool(rows) and rows[0].HasField("mask")
+    return ModelScreenResult(
+        table=table, reached_threshold=np.array([r.reached_threshold for r in rows], dtype=bool),
+        backdoored=response.backdoored,
+        suspected_class=response.suspected_class if response.HasField("suspected_class") else None,
+        score=response.score, anomaly_threshold=response.anomaly_threshold, sigma=response.sigma,
+        zero_share={repr(z.sigma): z.zero_share for z in response.zero_shares},
+        null_scores=np.array(response.null_scores, dtype=np.float64),
+        n_samples=response.n_samples, set_size=response.set_size, n_sets=response.n_sets,
+        alpha=response.alpha, seed=response.seed, device=response.device,
+        masks=np.stack([from_tensor(r.mask) for r in rows]) if with_candidates else None,
+        patterns=np.stack([from_tensor(r.pattern) for r in rows]) if with_candidates else None,
+        warnings=[ScreenWarning(w.category, w.message) for w in response.warnings],
+    )
 
 
 def model_info(message, created=None):

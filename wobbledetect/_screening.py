@@ -43,20 +43,18 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._cleanse import MAD_CONSISTENCY, NeuralCleanse
-from ._exceptions import WobbledetectWarning
+from ._exceptions import DegenerateWobblinessWarning, WobbledetectWarning
 from ._inputs import check_input_shape, validate_fit_inputs
 from ._levene import LeveneBackdoorDetector
 from ._models import HoldsModel, make_predictor
+from ._progress import check_callback, issue, report
+from ._screen_report import TABLE_COLUMNS, format_report
 from ._wobbliness import WobblinessTransformer
 
-__all__ = ["ModelScreen", "signed_anomaly_index", "SIGMAS"]
+__all__ = ["ModelScreen", "signed_anomaly_index", "SIGMAS", "TABLE_COLUMNS"]
 
 #: The default sigma grid (the lab's, for inputs in [0, 1]).
 SIGMAS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
-#: The columns of ``ModelScreen.table_``.
-TABLE_COLUMNS = ("class", "mask_norm", "nc_anomaly_index", "nc_flagged", "attack_success",
-                 "median_W", "median_p", "smoother_share", "wobblier_share", "levene_score",
-                 "smoothing_index", "combined_index")
 
 
 def signed_anomaly_index(values):
@@ -140,6 +138,9 @@ class ModelScreen(HoldsModel, BaseEstimator):
         ``score_ > anomaly_threshold``.
     n_classes_ : int
     input_shape_ : tuple of int
+    warnings_ : list of WobbledetectWarning
+        Every warning this fit issued, Neural Cleanse's included (also issued as Python
+        warnings): what a server sends on to its client.
 
     Notes
     -----
@@ -226,7 +227,7 @@ class ModelScreen(HoldsModel, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, callback=None):
         """Craft the candidates on half of ``X``, test their W on sets from the other half.
 
         Parameters
@@ -238,12 +239,19 @@ class ModelScreen(HoldsModel, BaseEstimator):
             in the candidate's class).
         y : None
             Ignored.
+        callback : callable or None, default=None
+            Called with a :class:`~wobbledetect.FitProgress` as the work goes on: the
+            ``"cleanse"`` stage (see :meth:`NeuralCleanse.fit`), then ``"sigma"`` once
+            per sigma whose clean reference W is measured, then ``"wobbliness"`` once per
+            group of sets measured (the clean null sets, then each class's stamped
+            sets). An exception it raises stops the fit.
 
         Returns
         -------
         self : ModelScreen
         """
         self._validate_params()
+        check_callback(callback)
         sigmas = self._sigmas()
         inputs, self.input_shape_ = validate_fit_inputs(self, X, check_input_shape(self.input_shape))
         rng = check_random_state(self.random_state)
@@ -262,7 +270,8 @@ class ModelScreen(HoldsModel, BaseEstimator):
         cleanse = clone(self.cleanse) if self.cleanse is not None else NeuralCleanse(self.model)
         cleanse.set_params(model=self.model, input_shape=self.input_shape_, device=self.device,
                            random_state=seed, verbose=self.verbose)
-        self.cleanse_ = cleanse.fit(crafting)
+        self.cleanse_ = cleanse.fit(crafting, callback=callback)
+        self.warnings_ = list(self.cleanse_.warnings_)
         self.n_classes_ = self.cleanse_.n_classes_
 
         predictor = make_predictor(self.model, self.device)
@@ -289,14 +298,28 @@ class ModelScreen(HoldsModel, BaseEstimator):
             input_shape=self.input_shape_, device=self.device, random_state=seed,
             verbose=bool(self.verbose)).fit(reference[:1])
         self._sets = (reference, null, stamped)
-        self.sigma_, self.zero_share_, W_reference = self._choose_sigma(self._wobbliness, reference, sigmas)
-        self.table_, self.null_scores_ = self._tables(self.sigma_, W_reference)
+        self.sigma_, self.zero_share_, W_reference = self._choose_sigma(
+            self._wobbliness, reference, sigmas, callback)
+        self.table_, self.null_scores_ = self._tables(self.sigma_, W_reference, callback)
+        untested = self.table_["class"][np.isnan(self.table_["median_p"])]
+        if len(untested):
+            issue(self.warnings_, DegenerateWobblinessWarning(
+                f"ModelScreen: at sigma {self.sigma_:g}, none of the stamped sets of class(es) "
+                f"{untested.tolist()} could be tested (their W, or the reference's, has no "
+                "spread: p is NaN, and their levene_score counts as 0, no evidence). A larger "
+                "sigma gives W spread."))
+        if np.isnan(self.table_["smoothing_index"]).all() and not np.isnan(
+                self.table_["nc_anomaly_index"]).all():
+            issue(self.warnings_, WobbledetectWarning(
+                "ModelScreen's smoothing index is undefined (the classes' Levene scores have "
+                "no spread, or fewer than 3 classes were searched): the combined index is "
+                "Neural Cleanse's alone."))
         combined = self.table_["combined_index"]
         if np.isnan(combined).all():
-            warnings.warn(
+            issue(self.warnings_, WobbledetectWarning(
                 "ModelScreen's combined index is undefined (neither the classes' mask norms nor "
                 "their Levene scores have spread, or fewer than 3 classes were searched); "
-                "the model is not flagged.", WobbledetectWarning, stacklevel=2)
+                "the model is not flagged."))
             self.score_, self.suspected_class_, self.backdoored_ = np.nan, -1, False
         else:
             best = int(np.nanargmax(combined))
@@ -334,22 +357,9 @@ class ModelScreen(HoldsModel, BaseEstimator):
         str
         """
         check_is_fitted(self)
-        order = np.argsort(-np.nan_to_num(self.table_["combined_index"], nan=-np.inf))
-        header = ("class  mask_norm  NC_index  attack  median_W  median_p  smoother  "
-                  "wobblier  smoothing_index  combined")
-        lines = [f"sigma {self.sigma_:g}; clean null sets score {np.median(self.null_scores_):+.2f} "
-                 "(median signed -log10 p)", header]
-        t = self.table_
-        for i in order:
-            lines.append(
-                f"{t['class'][i]:>5}  {t['mask_norm'][i]:9.2f}  {t['nc_anomaly_index'][i]:+8.2f}  "
-                f"{t['attack_success'][i]:6.2f}  {t['median_W'][i]:8.3f}  {t['median_p'][i]:8.2g}  "
-                f"{t['smoother_share'][i]:8.2f}  {t['wobblier_share'][i]:8.2f}  "
-                f"{t['smoothing_index'][i]:+15.2f}  {t['combined_index'][i]:+8.2f}")
-        verdict = (f"backdoored: class {self.suspected_class_} (combined index {self.score_:.2f} > "
-                   f"{self.anomaly_threshold:g})" if self.backdoored_ else
-                   f"not flagged (largest combined index {self.score_:.2f} <= {self.anomaly_threshold:g})")
-        return "\n".join([*lines, verdict])
+        return format_report(self.table_, self.null_scores_, sigma=self.sigma_,
+                             score=self.score_, suspected_class=self.suspected_class_,
+                             backdoored=self.backdoored_, anomaly_threshold=self.anomaly_threshold)
 
     # -- internals -------------------------------------------------------------------
 
@@ -366,13 +376,16 @@ class ModelScreen(HoldsModel, BaseEstimator):
             )
         return sigmas if self.sigma == "auto" else (float(self.sigma),)
 
-    def _tables(self, sigma, W_reference=None):
+    def _tables(self, sigma, W_reference=None, callback=None):
         reference, null, stamped = self._sets
         wob = self._wobbliness.set_params(sigma=sigma)
         if W_reference is None:
             W_reference = wob.transform(reference)
-        W_null = wob.transform(null)
-        W_stamped = [wob.transform(sets) for sets in stamped]
+        W_groups = []
+        for group in (null, *stamped):
+            W_groups.append(wob.transform(group))
+            report(callback, "wobbliness", len(W_groups), 1 + len(stamped))
+        W_null, *W_stamped = W_groups
         with warnings.catch_warnings():
             # A candidate whose stamped sets have W all 0 is reported in the table
             # (median_W 0, p NaN); the per-set warnings would come by the hundred.
@@ -383,19 +396,20 @@ class ModelScreen(HoldsModel, BaseEstimator):
             rows = [self._row(smoother, wobblier, W) for W in W_stamped]
         return self._table(rows), null_scores
 
-    def _choose_sigma(self, wob, reference, sigmas):
+    def _choose_sigma(self, wob, reference, sigmas, callback):
         zero_share = {}
-        for sigma in sigmas:
+        for done, sigma in enumerate(sigmas, start=1):
             wob.set_params(sigma=sigma)
             W = wob.transform(reference)
+            report(callback, "sigma", done, len(sigmas))
             zero_share[repr(sigma)] = float(np.mean(W == 0))
             if self.sigma != "auto" or zero_share[repr(sigma)] <= self.max_zero_share:
                 return sigma, zero_share, W
-        warnings.warn(
+        issue(self.warnings_, WobbledetectWarning(
             f"sigma='auto' found no sigma in {list(sigmas)} at which at most "
             f"{self.max_zero_share} of the clean W are 0 (at {sigmas[-1]}: "
-            f"{zero_share[repr(sigmas[-1])]:.2f}); using {sigmas[-1]}. Extend 'sigmas' upwards.",
-            WobbledetectWarning, stacklevel=3)
+            f"{zero_share[repr(sigmas[-1])]:.2f}); using {sigmas[-1]}. Extend 'sigmas' upwards."),
+            stacklevel=3)
         return sigmas[-1], zero_share, W
 
     def _row(self, smoother, wobblier, W):
@@ -424,3 +438,4 @@ class ModelScreen(HoldsModel, BaseEstimator):
             warnings.simplefilter("ignore", RuntimeWarning)  # both NaN: NaN, said in fit
             table["combined_index"] = np.nanmean(both, axis=0)
         return table
+

@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "wobbledetect.lab.reproduce_cli",
     "wobbledetect_service.cli",
     "wobbledetect.screen_cli",
+    "wobbledetect.screen_model_cli",
 )
 
 

@@ -22,10 +22,12 @@ from ._grpc_results import (
     DIRECTIONS,
     CandidateResult,
     ModelInfo,
+    ModelScreenResult,
     ScreenResult,
     ScreenWarning,
     WobblinessResult,
     model_info,
+    model_screen_result,
     screen_result,
 )
 from .v1 import screening_pb2 as pb
@@ -37,6 +39,7 @@ __all__ = [
     "WobblinessResult",
     "CandidateResult",
     "ScreenResult",
+    "ModelScreenResult",
     "ScreenWarning",
     "ServiceCallError",
 ]
@@ -321,30 +324,98 @@ class ScreeningClient:
             request.alpha = alpha
         if on_progress is None:
             return _warned(screen_result(self._call("Screen", request, timeout=timeout)))
-        response = None
-        try:
-            for event in self._stub.ScreenStream(
-                request, timeout=self._timeout(timeout), metadata=self._metadata
-            ):
-                if event.HasField("progress"):
-                    on_progress(event.progress.inputs_done, event.progress.inputs_total)
-                else:
-                    response = event.result
-        except grpc.RpcError as exc:
-            raise ServiceCallError(exc.code(), exc.details(), "ScreenStream") from None
-        if response is None:
-            raise ServiceCallError(
-                grpc.StatusCode.UNKNOWN,
-                "the stream ended without a result event (the server must send one last); "
-                "retry, and report it if it persists.",
-                "ScreenStream",
-            )
+        response = self._stream("ScreenStream", request, timeout, lambda p: on_progress(
+            p.inputs_done, p.inputs_total))
         return _warned(screen_result(response))
+
+    def screen_model(
+        self, model_id, clean, *, sigma=None, sigmas=None, max_zero_share=None, n_samples=None,
+        set_size=None, n_sets=None, alpha=None, anomaly_threshold=None, max_steps=None,
+        input_range=None, seed=None, return_candidates=False, on_progress=None, timeout=None,
+    ):
+        """Is this model backdoored, and towards which class? Screened on the server.
+
+        The server runs :class:`~wobbledetect.ModelScreen` with ``random_state=seed``
+        (the paper's section 5: Neural Cleanse candidates and their W); None leaves a
+        parameter at the library's default. It takes minutes on a CPU server for a
+        10-class model: pass ``on_progress`` to follow it, ``timeout`` to bound it.
+
+        Parameters
+        ----------
+        model_id : str
+        clean : array-like of shape (n_inputs, *input_shape)
+            Clean inputs, at least ``6 * n_sets * set_size`` (1,500 by default).
+        sigma : float or None
+            None: chosen from clean W alone (``sigma="auto"``).
+        sigmas : sequence of float or None
+            The grid of the automatic sigma; None: the library's.
+        max_zero_share, n_samples, set_size, n_sets, alpha, anomaly_threshold
+            As in :class:`~wobbledetect.ModelScreen`.
+        max_steps : int or None
+            Neural Cleanse's steps per class (default 1000).
+        input_range : tuple of (float, float) or None
+            Valid input values, where Neural Cleanse keeps its patterns; None: (0, 1).
+        seed : int or None
+            In [0, 2**32); None: the server draws one (returned in the result).
+        return_candidates : bool, default=False
+            Also return each class's mask and pattern.
+        on_progress : callable or None
+            ``on_progress(stage, done, total)``, as :class:`~wobbledetect.FitProgress`.
+        timeout : float or None
+            Deadline of this call in seconds; past it the server stops the screen.
+
+        Returns
+        -------
+        ModelScreenResult
+            Its ``warnings`` are also issued as the library's warnings.
+        """
+        request = pb.ScreenModelRequest(
+            model_id=model_id, clean=to_tensor(clean, "clean"), return_candidates=return_candidates,
+            **_noise_fields(sigma, n_samples, seed),
+        )
+        if sigmas is not None:
+            request.sigmas.extend(float(s) for s in sigmas)
+        for name, value, kind in (
+            ("max_zero_share", max_zero_share, float), ("set_size", set_size, int),
+            ("n_sets", n_sets, int), ("alpha", alpha, float),
+            ("anomaly_threshold", anomaly_threshold, float), ("max_steps", max_steps, int),
+        ):
+            if value is not None:
+                setattr(request, name, kind(value))
+        if input_range is not None:
+            low, high = input_range
+            request.input_min, request.input_max = float(low), float(high)
+        response = self._stream("ScreenModel", request, timeout, lambda p: on_progress and on_progress(
+            p.stage, p.done, p.total))
+        return _warned(model_screen_result(response))
 
     # -- internals -------------------------------------------------------------------
 
     def _timeout(self, timeout):
         return self.timeout if timeout is None else timeout
+
+    def _stream(self, name, request, timeout, on_progress):
+        """Call a server-streaming RPC of progress events and one final result; pass
+        each progress message to ``on_progress`` and return the result message."""
+        response = None
+        try:
+            for event in getattr(self._stub, name)(
+                request, timeout=self._timeout(timeout), metadata=self._metadata
+            ):
+                if event.HasField("progress"):
+                    on_progress(event.progress)
+                else:
+                    response = event.result
+        except grpc.RpcError as exc:
+            raise ServiceCallError(exc.code(), exc.details(), name) from None
+        if response is None:
+            raise ServiceCallError(
+                grpc.StatusCode.UNKNOWN,
+                "the stream ended without a result event (the server must send one last); "
+                "retry, and report it if it persists.",
+                name,
+            )
+        return response
 
     def _call(self, name, request, *, timeout=None, stub=None):
         method = getattr(stub or self._stub, name)

@@ -6,7 +6,8 @@ import json
 import os
 import sys
 
-__all__ = ["register", "format_table", "format_warnings", "TOKEN_ENV"]
+__all__ = ["register", "format_table", "format_warnings", "add_connection_arguments", "connect",
+           "TOKEN_ENV"]
 
 #: Environment variable holding the client's token (keeps it out of ``ps``).
 TOKEN_ENV = "WOBBLEDETECT_TOKEN"
@@ -98,7 +99,7 @@ def _run(args):
     import warnings
 
     from . import WobbledetectError, WobbledetectWarning, check_floating
-    from .client import ScreeningClient, ServiceCallError
+    from .client import ServiceCallError
 
     model_bytes = _read(args.model, "--model")
     clean = _load(args.clean, "--clean")
@@ -114,12 +115,7 @@ def _run(args):
         check_floating(clean, f"--clean {args.clean}")  # before anything is uploaded
         for path, batch in zip(args.candidate, candidates):
             check_floating(batch, f"--candidate {path}")
-        with ScreeningClient(
-            args.server, token=_token(args), root_certificates=_read(args.tls_ca, "--tls-ca"),
-            tls=args.tls, client_certificate=_read(args.tls_cert, "--tls-cert"),
-            client_key=_read(args.tls_key, "--tls-key"), server_name=args.server_name,
-            timeout=args.timeout,
-        ) as client:
+        with connect(args) as client:
             model = client.upload_model(model_bytes)
             _checked(clean, "--clean", args.clean, model.input_shape, max_lead=2)
             for path, batch in zip(args.candidate, candidates):
@@ -170,6 +166,37 @@ def _number(value):
     return None if value != value else value
 
 
+def add_connection_arguments(parser):
+    """The options every client subcommand shares: output, deadline, progress, and how
+    to reach the server (authentication and TLS)."""
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--timeout", type=float, help="deadline in seconds (default: none)")
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="show progress on stderr (default: when stderr is a terminal)")
+    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    auth = parser.add_argument_group("authentication and TLS")
+    auth.add_argument("--token", help=f"bearer token (visible in ps; prefer --token-file or ${TOKEN_ENV})")
+    auth.add_argument("--token-file", metavar="PATH", help="file holding the bearer token")
+    auth.add_argument("--tls-ca", metavar="PEM", help="CA that signed the server's certificate: use TLS")
+    auth.add_argument("--tls", action="store_true", help="use TLS with the system's trusted CAs")
+    auth.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
+    auth.add_argument("--tls-key", metavar="PEM", help="client private key (mutual TLS)")
+    auth.add_argument("--server-name", help="host name in the server's certificate, if not --server's")
+
+
+def connect(args):
+    """A :class:`~wobbledetect.client.ScreeningClient` from the parsed connection options."""
+    from .client import ScreeningClient
+
+    return ScreeningClient(
+        args.server, token=_token(args), root_certificates=_read(args.tls_ca, "--tls-ca"),
+        tls=args.tls, client_certificate=_read(args.tls_cert, "--tls-cert"),
+        client_key=_read(args.tls_key, "--tls-key"), server_name=args.server_name,
+        timeout=args.timeout,
+    )
+
+
 def register(subparsers):
     """Add the ``screen`` subcommand."""
     screen = subparsers.add_parser(
@@ -191,18 +218,5 @@ def register(subparsers):
     screen.add_argument("--seed", type=int, help="noise seed (default: drawn by the server, printed)")
     screen.add_argument("--direction", default="smoother",
                         choices=["smoother", "wobblier", "two-sided"], help="(default: smoother)")
-    screen.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    screen.add_argument("--timeout", type=float, help="deadline in seconds (default: none)")
-    progress = screen.add_mutually_exclusive_group()
-    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
-                          help="show progress on stderr (default: when stderr is a terminal)")
-    progress.add_argument("--no-progress", dest="progress", action="store_false")
-    auth = screen.add_argument_group("authentication and TLS")
-    auth.add_argument("--token", help=f"bearer token (visible in ps; prefer --token-file or ${TOKEN_ENV})")
-    auth.add_argument("--token-file", metavar="PATH", help="file holding the bearer token")
-    auth.add_argument("--tls-ca", metavar="PEM", help="CA that signed the server's certificate: use TLS")
-    auth.add_argument("--tls", action="store_true", help="use TLS with the system's trusted CAs")
-    auth.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
-    auth.add_argument("--tls-key", metavar="PEM", help="client private key (mutual TLS)")
-    auth.add_argument("--server-name", help="host name in the server's certificate, if not --server's")
+    add_connection_arguments(screen)
     screen.set_defaults(func=_run)

@@ -86,6 +86,7 @@ def _run(args):
             max_n_samples=args.max_n_samples,
             max_inputs=args.max_inputs,
             max_forwards=args.max_forwards,
+            max_cleanse_steps=args.max_cleanse_steps,
             max_concurrent_screens=args.max_concurrent_screens,
             max_queued_screens=args.max_queued_screens,
         )
@@ -152,6 +153,9 @@ def register(subparsers):
                         help=f"most inputs per request (default: {defaults.max_inputs})")
     limits.add_argument("--max-forwards", type=int, default=defaults.max_forwards,
                         help=f"most forward passes per request (default: {defaults.max_forwards})")
+    limits.add_argument("--max-cleanse-steps", type=int, default=defaults.max_cleanse_steps,
+                        help="most Neural Cleanse steps per class in ScreenModel "
+                        f"(default: {defaults.max_cleanse_steps})")
     serve.add_argument("--device", default="auto",
                        help="where models run: auto (CUDA when present), cpu, cuda, cuda:N (default: auto)")
     serve.add_argument("--grace", type=float, default=30.0,

@@ -32,11 +32,16 @@ class ServiceLimits:
         Most forward passes one request may cost, ``n_inputs * n_samples``.
     max_concurrent_screens : int, default=2
         Computations running at once: ``Screen``, ``ScreenStream``, ``ComputeWobbliness``,
+        ``ScreenModel``,
         and the check of a model received by ``UploadModel`` (it loads and runs the
         model); receiving an upload's bytes takes no slot.
     max_queued_screens : int, default=32
         Computations waiting for a slot; one more is refused with ``RESOURCE_EXHAUSTED``
         (an upload is refused before its bytes are received).
+    max_cleanse_steps : int, default=1000
+        Most Neural Cleanse optimisation steps per class that one ``ScreenModel`` may
+        ask for (its ``max_steps``; the library's default is 1000). Each step is
+        ``batches_per_step`` (31) forward and backward passes of 32 inputs.
     chunk_forwards : int, default=16384
         Forward passes computed between two checks for cancellation (and two progress
         events): W is computed in chunks of ``max(1, chunk_forwards // n_samples)``
@@ -60,12 +65,13 @@ class ServiceLimits:
     max_forwards: int = 50_000_000
     max_concurrent_screens: int = 2
     max_queued_screens: int = 32
+    max_cleanse_steps: int = 1000
     chunk_forwards: int = 16_384
 
     def __post_init__(self):
         for name in (
             "max_message_bytes", "max_model_bytes", "max_n_samples", "max_inputs",
-            "max_forwards", "max_concurrent_screens", "chunk_forwards",
+            "max_forwards", "max_concurrent_screens", "max_cleanse_steps", "chunk_forwards",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -20,16 +20,32 @@ process gives the same numbers::
 
 Candidate sets of different sizes are padded with NaN to a common width, the detector's
 convention for smaller sets (the reference pools the clean values whatever the width).
+
+A model screen (:func:`iter_model_screen`) is one call of
+:meth:`wobbledetect.ModelScreen.fit`, which reports its progress through a callback
+rather than by yielding; it runs in a worker thread whose callback hands each report
+over to the generator, and stops the fit (by raising) once the generator is closed or
+the client has gone away.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from wobbledetect import LeveneBackdoorDetector, WobblinessTransformer, vote_entropy
+from wobbledetect import (
+    FitProgress,
+    LeveneBackdoorDetector,
+    ModelScreen,
+    WobblinessTransformer,
+    vote_entropy,
+)
+
+from .admission import Abandoned
 
 __all__ = [
     "Progress",
@@ -38,6 +54,7 @@ __all__ = [
     "ScreenOutcome",
     "iter_wobbliness",
     "iter_screen",
+    "iter_model_screen",
     "summarize",
 ]
 
@@ -156,6 +173,65 @@ def iter_screen(
         device=outcome.device,
         warnings=report.warnings,
     )
+
+
+def iter_model_screen(
+    model, clean, *, params, is_active: Callable[[], bool],
+) -> Iterator[FitProgress | ModelScreen]:
+    """Screen a model with :class:`~wobbledetect.ModelScreen`; yield progress, then the fit.
+
+    Parameters
+    ----------
+    model : bytes
+        The ONNX model.
+    clean : ndarray of shape (n_inputs, *input_shape)
+    params : dict
+        :class:`~wobbledetect.ModelScreen`'s parameters (``random_state`` among them).
+    is_active : callable
+        Whether the client is still there; checked at every report of the fit (each
+        Neural Cleanse step, each group of sets), which stops when it turns False.
+
+    Yields
+    ------
+    FitProgress
+        Each change of stage or count (Neural Cleanse's per-step reports that repeat the
+        last one are not passed on).
+    ModelScreen
+        Last: the fitted screen.
+    """
+    screen = ModelScreen(model, **params)
+    reports: queue.Queue = queue.Queue()
+    closed = threading.Event()
+
+    def callback(progress):
+        if closed.is_set() or not is_active():
+            raise Abandoned()
+        reports.put(progress)
+
+    def work():
+        try:
+            screen.fit(clean, callback=callback)
+            reports.put(screen)
+        except BaseException as exc:  # noqa: BLE001 - handed to the generator, raised there
+            reports.put(exc)
+
+    worker = threading.Thread(target=work, name="ScreenModel", daemon=True)
+    worker.start()
+    try:
+        last = None
+        while True:
+            item = reports.get()
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, ModelScreen):
+                yield item
+                return
+            if item != last:
+                last = item
+                yield item
+    finally:
+        closed.set()  # the fit stops at its next report
+        worker.join()
 
 
 def summarize(values) -> dict:

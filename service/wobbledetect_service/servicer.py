@@ -19,7 +19,11 @@ import grpc
 import numpy as np
 
 from wobbledetect import (
+    MIN_SET_SIZE,
+    FitProgress,
     LeveneBackdoorDetector,
+    ModelScreen,
+    NeuralCleanse,
     WobbledetectError,
     WobblinessTransformer,
     check_inputs,
@@ -33,7 +37,7 @@ from wobbledetect.v1 import screening_pb2_grpc, tensor_pb2
 from .admission import Abandoned, Admission
 from .errors import ServiceError, invalid_argument, resource_exhausted
 from .limits import ServiceLimits
-from .screening import Progress, iter_screen, iter_wobbliness, summarize
+from .screening import Progress, iter_model_screen, iter_screen, iter_wobbliness, summarize
 from .store import ModelInfo, ModelStore, check_model_id
 
 __all__ = ["ScreeningServicer", "DEFAULT_SIGMA", "DEFAULT_N_SAMPLES", "DEFAULT_ALPHA", "MAX_SIGMA"]
@@ -45,6 +49,10 @@ _WOBBLINESS_DEFAULTS = WobblinessTransformer(model=None).get_params()
 DEFAULT_SIGMA = float(_WOBBLINESS_DEFAULTS["sigma"])
 DEFAULT_N_SAMPLES = int(_WOBBLINESS_DEFAULTS["n_samples"])
 DEFAULT_ALPHA = float(LeveneBackdoorDetector().alpha)
+#: ModelScreen's defaults: what ScreenModel's unset fields mean.
+_SCREEN_MODEL_DEFAULTS = ModelScreen(model=None).get_params()
+#: Neural Cleanse's default step budget (ScreenModel's max_steps when unset).
+DEFAULT_MAX_STEPS = 1000
 #: Largest sigma accepted. Far beyond any input scale, noise this large makes every W
 #: meaningless, and past float32's range it would overflow to inf.
 MAX_SIGMA = 1e6
@@ -202,7 +210,122 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
             else:
                 yield pb.ScreenEvent(result=item)
 
+    @_rpc
+    def ScreenModel(self, request, context):
+        for item in self._admitted(self._screen_model(request, context), context):
+            if isinstance(item, FitProgress):
+                yield pb.ScreenModelEvent(progress=pb.ScreenModelProgress(
+                    stage=item.stage, done=item.done, total=item.total))
+            else:
+                yield pb.ScreenModelEvent(result=item)
+
     # -- internals -------------------------------------------------------------------
+
+    def _screen_model(self, request, context):
+        """Check a ScreenModelRequest and return the generator that computes it."""
+        info = self.store.get(request.model_id)
+        params, seed = self._screen_model_parameters(request)
+        clean, _ = _inputs(request, "clean", info.input_shape, max_lead=1)
+        needed = 6 * params["n_sets"] * params["set_size"]
+        if len(clean) < needed:
+            raise invalid_argument(
+                f"clean holds {len(clean)} inputs; ScreenModel needs at least {needed} "
+                f"(6 x n_sets={params['n_sets']} x set_size={params['set_size']}: half for "
+                "Neural Cleanse, and reference, null and stamped sets from the other half). "
+                "Send more clean inputs, or a smaller n_sets or set_size."
+            )
+        n_sigmas = 1 if "sigma" in params else len(params["sigmas"])
+        if len(clean) > self.limits.max_inputs:
+            raise resource_exhausted(
+                f"clean holds {len(clean)} inputs, over this server's limit of "
+                f"{self.limits.max_inputs} (max_inputs)."
+            )
+        forwards = (params["n_samples"] * params["set_size"] * params["n_sets"]
+                    * (info.n_classes + 1 + n_sigmas))
+        if forwards > self.limits.max_forwards:
+            raise resource_exhausted(
+                f"This screen measures W with up to {forwards} forward passes (n_samples x "
+                f"set_size x n_sets x (n_classes {info.n_classes} + 1 + {n_sigmas} sigma(s))), "
+                f"over this server's limit of {self.limits.max_forwards} (max_forwards); "
+                "lower n_samples, set_size or n_sets, or send a fixed sigma."
+            )
+
+        def results():
+            _, model = self.store.read(info.model_id)  # only once admitted: queues stay light
+            screen = None
+            for item in iter_model_screen(model, clean, params=params, is_active=context.is_active):
+                if isinstance(item, FitProgress):
+                    yield item
+                else:
+                    screen = item
+            yield _screen_model_response(screen, request, seed=seed)
+
+        return results()
+
+    def _screen_model_parameters(self, request):
+        """ModelScreen's parameters from a request (checked here, by field name), and the seed."""
+        d = _SCREEN_MODEL_DEFAULTS
+        params = {}
+        if request.HasField("sigma"):
+            params["sigma"] = _sigma(request.sigma, "sigma")
+        if request.sigmas:
+            sigmas = [_sigma(value, f"sigmas[{i}]") for i, value in enumerate(request.sigmas)]
+            if sigmas != sorted(set(sigmas)):
+                raise invalid_argument(
+                    f"sigmas is {sigmas}; it must increase strictly (the automatic sigma is "
+                    "the smallest acceptable one)."
+                )
+            params["sigmas"] = tuple(sigmas)
+        else:
+            params["sigmas"] = tuple(d["sigmas"])
+        max_zero_share = _optional(request, "max_zero_share", d["max_zero_share"])
+        if not 0.0 <= max_zero_share <= 1.0:
+            raise invalid_argument(
+                f"max_zero_share is {max_zero_share!r}; it must be in [0, 1], the share of "
+                f"zero clean W the automatic sigma accepts (default {d['max_zero_share']})."
+            )
+        n_samples = self._n_samples(request)
+        set_size = _optional(request, "set_size", d["set_size"])
+        if set_size < MIN_SET_SIZE:
+            raise invalid_argument(
+                f"set_size is {set_size}; it must be at least {MIN_SET_SIZE} (the Levene "
+                f"test needs 3 values per set; the paper uses {d['set_size']})."
+            )
+        n_sets = _optional(request, "n_sets", d["n_sets"])
+        if n_sets < 1:
+            raise invalid_argument(
+                f"n_sets is {n_sets}; it must be at least 1 (sets per class candidate; "
+                f"default {d['n_sets']})."
+            )
+        anomaly_threshold = _optional(request, "anomaly_threshold", d["anomaly_threshold"])
+        if not (math.isfinite(anomaly_threshold) and anomaly_threshold >= 0):
+            raise invalid_argument(
+                f"anomaly_threshold is {anomaly_threshold!r}; it must be a finite number >= 0 "
+                f"(default {d['anomaly_threshold']}, Neural Cleanse's)."
+            )
+        max_steps = self._count(request, "max_steps", DEFAULT_MAX_STEPS, "max_cleanse_steps",
+                                f"Neural Cleanse's steps per class; default {DEFAULT_MAX_STEPS}")
+        if request.HasField("input_min") != request.HasField("input_max"):
+            raise invalid_argument(
+                "Only one of input_min and input_max is set; set both (the range of valid "
+                "input values), or neither for [0, 1]."
+            )
+        input_range = (0.0, 1.0)
+        if request.HasField("input_min"):
+            input_range = (request.input_min, request.input_max)
+            if not (all(map(math.isfinite, input_range)) and input_range[0] < input_range[1]):
+                raise invalid_argument(
+                    f"input_min, input_max is {input_range}; they must be finite with "
+                    "input_min < input_max (the range of valid input values)."
+                )
+        seed = request.seed if request.HasField("seed") else secrets.randbits(32)
+        params.update(
+            max_zero_share=float(max_zero_share), n_samples=n_samples, set_size=int(set_size),
+            n_sets=int(n_sets), alpha=_alpha(request), anomaly_threshold=float(anomaly_threshold),
+            cleanse=NeuralCleanse(None, max_steps=int(max_steps), input_range=input_range),
+            device=self.device, random_state=int(seed),
+        )
+        return params, int(seed)
 
     def _screen(self, request):
         """Check a ScreenRequest and return the generator that computes it."""
@@ -270,25 +393,27 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
             self.stats.add("completed")
 
     def _noise_parameters(self, request):
-        sigma = request.sigma if request.HasField("sigma") else DEFAULT_SIGMA
-        if not (math.isfinite(sigma) and 0.0 < sigma <= MAX_SIGMA):
-            raise invalid_argument(
-                f"sigma is {sigma!r}; it must be a finite number in (0, {MAX_SIGMA:g}], the "
-                f"noise's standard deviation in input units (default {DEFAULT_SIGMA})."
-            )
-        n_samples = request.n_samples if request.HasField("n_samples") else DEFAULT_N_SAMPLES
-        if n_samples < 1:
-            raise invalid_argument(
-                f"n_samples is {n_samples}; it must be at least 1 (noisy copies per input; "
-                f"the paper uses {DEFAULT_N_SAMPLES})."
-            )
-        if n_samples > self.limits.max_n_samples:
-            raise resource_exhausted(
-                f"n_samples is {n_samples}, over this server's limit of "
-                f"{self.limits.max_n_samples} (max_n_samples)."
-            )
+        sigma = _sigma(request.sigma if request.HasField("sigma") else DEFAULT_SIGMA, "sigma")
+        n_samples = self._n_samples(request)
         seed = request.seed if request.HasField("seed") else secrets.randbits(32)
-        return float(sigma), int(n_samples), int(seed)
+        return float(sigma), n_samples, int(seed)
+
+    def _n_samples(self, request):
+        return self._count(request, "n_samples", DEFAULT_N_SAMPLES, "max_n_samples",
+                           f"noisy copies per input; the paper uses {DEFAULT_N_SAMPLES}")
+
+    def _count(self, request, name, default, limit_name, meaning):
+        """A count field: at least 1 (else INVALID_ARGUMENT), at most the server's limit
+        ``limit_name`` (else RESOURCE_EXHAUSTED); ``default`` when unset."""
+        value = _optional(request, name, default)
+        if value < 1:
+            raise invalid_argument(f"{name} is {value}; it must be at least 1 ({meaning}).")
+        limit = getattr(self.limits, limit_name)
+        if value > limit:
+            raise resource_exhausted(
+                f"{name} is {value}, over this server's limit of {limit} ({limit_name})."
+            )
+        return int(value)
 
     def _check_work(self, n_inputs, n_samples):
         if n_inputs > self.limits.max_inputs:
@@ -316,6 +441,20 @@ def _inputs(message, name, input_shape, *, max_lead):
     # The library's checks and words; a refusal is a WobbledetectError, see _rpc.
     return check_inputs(from_tensor(tensor, name=name), input_shape, name=name,
                         max_lead=max_lead)
+
+
+def _sigma(sigma, name):
+    if not (math.isfinite(sigma) and 0.0 < sigma <= MAX_SIGMA):
+        raise invalid_argument(
+            f"{name} is {sigma!r}; it must be a finite number in (0, {MAX_SIGMA:g}], the "
+            f"noise's standard deviation in input units (default {DEFAULT_SIGMA})."
+        )
+    return float(sigma)
+
+
+def _optional(request, name, default):
+    """The field's value when it is set, else ``default``."""
+    return getattr(request, name) if request.HasField(name) else default
 
 
 def _alpha(request):
@@ -366,4 +505,37 @@ def _screen_response(outcome, request, *, sigma, n_samples, seed, alpha, directi
         added = response.warnings.add(category=type(warning).__name__, message=str(warning))
         if warning.row is not None:
             added.candidate_index = warning.row
+    return response
+
+
+def _screen_model_response(screen, request, *, seed):
+    """A fitted :class:`~wobbledetect.ModelScreen` as a ``ScreenModelResponse``."""
+    t, cleanse = screen.table_, screen.cleanse_
+    response = pb.ScreenModelResponse(
+        backdoored=screen.backdoored_, score=screen.score_,
+        anomaly_threshold=screen.anomaly_threshold, sigma=screen.sigma_,
+        zero_shares=[pb.ZeroShare(sigma=float(s), zero_share=share)
+                     for s, share in screen.zero_share_.items()],
+        null_scores=screen.null_scores_.tolist(), n_samples=screen.n_samples,
+        set_size=screen.set_size, n_sets=screen.n_sets, alpha=screen.alpha, seed=seed,
+        device=str(cleanse.device_),
+        warnings=[pb.ScreenWarning(category=type(w).__name__, message=str(w))
+                  for w in screen.warnings_],
+    )
+    if screen.suspected_class_ >= 0:
+        response.suspected_class = screen.suspected_class_
+    for i, k in enumerate(t["class"]):
+        row = response.classes.add(
+            class_index=int(k), mask_norm=t["mask_norm"][i],
+            nc_anomaly_index=t["nc_anomaly_index"][i], nc_flagged=bool(t["nc_flagged"][i]),
+            attack_success=t["attack_success"][i],
+            reached_threshold=bool(cleanse.reached_threshold_[i]),
+            median_wobbliness=t["median_W"][i], median_p_value=t["median_p"][i],
+            smoother_share=t["smoother_share"][i], wobblier_share=t["wobblier_share"][i],
+            levene_score=t["levene_score"][i], smoothing_index=t["smoothing_index"][i],
+            combined_index=t["combined_index"][i],
+        )
+        if request.return_candidates:
+            row.mask.CopyFrom(to_tensor(cleanse.masks_[i]))
+            row.pattern.CopyFrom(to_tensor(cleanse.patterns_[i]))
     return response

@@ -95,7 +95,7 @@ def test_the_service_installs_as_wobbledetect_service_not_as_a_top_level_service
     assert done.stdout.split() == ["True", "wobbledetect.v1.ScreeningService"]
 
 
-@pytest.mark.parametrize("command", ["serve", "screen"])
+@pytest.mark.parametrize("command", ["serve", "screen", "screen-model"])
 def test_the_subcommands_are_registered(command, capsys):
     from wobbledetect.cli import main
 

@@ -248,14 +248,14 @@ class Cases:
 
     def model_id_malformed(self):
         method = str(self.rng.choice(
-            ["ComputeWobbliness", "Screen", "ScreenStream", "GetModel", "DeleteModel"]))
+            ["ComputeWobbliness", "Screen", "ScreenStream", "ScreenModel", "GetModel", "DeleteModel"]))
         request = self._request_for(method)
         request.model_id = self._bad_id()
         return method, request, INVALID
 
     def model_id_unknown(self):
         method = str(self.rng.choice(
-            ["ComputeWobbliness", "Screen", "ScreenStream", "GetModel", "DeleteModel"]))
+            ["ComputeWobbliness", "Screen", "ScreenStream", "ScreenModel", "GetModel", "DeleteModel"]))
         request = self._request_for(method)
         request.model_id = self._unknown_id()
         return method, request, NOT_FOUND
@@ -265,6 +265,8 @@ class Cases:
             return self.compute()
         if method in ("Screen", "ScreenStream"):
             return self.screen()
+        if method == "ScreenModel":
+            return pb.ScreenModelRequest(model_id=self.model_id, clean=self.screen().clean)
         return getattr(pb, f"{method}Request")(model_id=self.model_id)
 
     # -- uploads ---------------------------------------------------------------------
@@ -350,8 +352,8 @@ def _call(stub, method, request):
     try:
         if method == "UploadModel":
             stub.UploadModel(iter(request), timeout=30)
-        elif method == "ScreenStream":
-            list(stub.ScreenStream(request, timeout=30))
+        elif method in ("ScreenStream", "ScreenModel"):
+            list(getattr(stub, method)(request, timeout=30))
         else:
             getattr(stub, method)(request, timeout=30)
     except grpc.RpcError as exc:

@@ -126,7 +126,7 @@ def test_a_generic_client_calls_the_service_from_reflection_alone(server, tiny_m
     client = GenericClient(server.channel, pool)
     assert [m.name for m in client.service.methods] == [
         "UploadModel", "ListModels", "GetModel", "DeleteModel", "ComputeWobbliness", "Screen",
-        "ScreenStream"]
+        "ScreenStream", "ScreenModel"]
     model_id = _upload_and_screen(client, tiny_model)
     listed = client.call("ListModels", client.message("ListModels")())
     assert [m.model_id for m in listed.models] == [model_id]

@@ -22,6 +22,9 @@ class ScreeningExample:
         Test images of other classes than the target, carrying the trigger.
     backdoor_accuracy : float
         The trigger's attack success on the test split.
+    test_images : ndarray of shape (719, 1, 8, 8)
+        Every clean test image (the held-out 40% of digits): what a model screen
+        (``ModelScreen``, ``ScreenModel``) starts from.
     """
 
     onnx_bytes: bytes
@@ -29,6 +32,7 @@ class ScreeningExample:
     more_clean: np.ndarray
     triggered: np.ndarray
     backdoor_accuracy: float
+    test_images: np.ndarray | None = None
 
 
 def make_screening_example(random_state=0) -> ScreeningExample:
@@ -65,4 +69,5 @@ def make_screening_example(random_state=0) -> ScreeningExample:
         clean=clean[0].astype(np.float32), more_clean=clean[1].astype(np.float32),
         triggered=triggered.astype(np.float32),
         backdoor_accuracy=backdoor_accuracy(net, X_test, y_test, "square", "T1", target=0),
+        test_images=X_test.astype(np.float32),
     )

@@ -227,3 +227,131 @@ class ScreenEvent(_message.Message):
     progress: ScreenProgress
     result: ScreenResponse
     def __init__(self, progress: _Optional[_Union[ScreenProgress, _Mapping]] = ..., result: _Optional[_Union[ScreenResponse, _Mapping]] = ...) -> None: ...
+
+class ScreenModelRequest(_message.Message):
+    __slots__ = ("model_id", "clean", "sigma", "sigmas", "max_zero_share", "n_samples", "set_size", "n_sets", "alpha", "anomaly_threshold", "seed", "max_steps", "input_min", "input_max", "return_candidates")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_FIELD_NUMBER: _ClassVar[int]
+    SIGMA_FIELD_NUMBER: _ClassVar[int]
+    SIGMAS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ZERO_SHARE_FIELD_NUMBER: _ClassVar[int]
+    N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    N_SETS_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_MIN_FIELD_NUMBER: _ClassVar[int]
+    INPUT_MAX_FIELD_NUMBER: _ClassVar[int]
+    RETURN_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    clean: _tensor_pb2.Tensor
+    sigma: float
+    sigmas: _containers.RepeatedScalarFieldContainer[float]
+    max_zero_share: float
+    n_samples: int
+    set_size: int
+    n_sets: int
+    alpha: float
+    anomaly_threshold: float
+    seed: int
+    max_steps: int
+    input_min: float
+    input_max: float
+    return_candidates: bool
+    def __init__(self, model_id: _Optional[str] = ..., clean: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., sigma: _Optional[float] = ..., sigmas: _Optional[_Iterable[float]] = ..., max_zero_share: _Optional[float] = ..., n_samples: _Optional[int] = ..., set_size: _Optional[int] = ..., n_sets: _Optional[int] = ..., alpha: _Optional[float] = ..., anomaly_threshold: _Optional[float] = ..., seed: _Optional[int] = ..., max_steps: _Optional[int] = ..., input_min: _Optional[float] = ..., input_max: _Optional[float] = ..., return_candidates: _Optional[bool] = ...) -> None: ...
+
+class ClassScreen(_message.Message):
+    __slots__ = ("class_index", "mask_norm", "nc_anomaly_index", "nc_flagged", "attack_success", "reached_threshold", "median_wobbliness", "median_p_value", "smoother_share", "wobblier_share", "levene_score", "smoothing_index", "combined_index", "mask", "pattern")
+    CLASS_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MASK_NORM_FIELD_NUMBER: _ClassVar[int]
+    NC_ANOMALY_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NC_FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    ATTACK_SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    REACHED_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_WOBBLINESS_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHER_SHARE_FIELD_NUMBER: _ClassVar[int]
+    WOBBLIER_SHARE_FIELD_NUMBER: _ClassVar[int]
+    LEVENE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHING_INDEX_FIELD_NUMBER: _ClassVar[int]
+    COMBINED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    class_index: int
+    mask_norm: float
+    nc_anomaly_index: float
+    nc_flagged: bool
+    attack_success: float
+    reached_threshold: bool
+    median_wobbliness: float
+    median_p_value: float
+    smoother_share: float
+    wobblier_share: float
+    levene_score: float
+    smoothing_index: float
+    combined_index: float
+    mask: _tensor_pb2.Tensor
+    pattern: _tensor_pb2.Tensor
+    def __init__(self, class_index: _Optional[int] = ..., mask_norm: _Optional[float] = ..., nc_anomaly_index: _Optional[float] = ..., nc_flagged: _Optional[bool] = ..., attack_success: _Optional[float] = ..., reached_threshold: _Optional[bool] = ..., median_wobbliness: _Optional[float] = ..., median_p_value: _Optional[float] = ..., smoother_share: _Optional[float] = ..., wobblier_share: _Optional[float] = ..., levene_score: _Optional[float] = ..., smoothing_index: _Optional[float] = ..., combined_index: _Optional[float] = ..., mask: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., pattern: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class ZeroShare(_message.Message):
+    __slots__ = ("sigma", "zero_share")
+    SIGMA_FIELD_NUMBER: _ClassVar[int]
+    ZERO_SHARE_FIELD_NUMBER: _ClassVar[int]
+    sigma: float
+    zero_share: float
+    def __init__(self, sigma: _Optional[float] = ..., zero_share: _Optional[float] = ...) -> None: ...
+
+class ScreenModelResponse(_message.Message):
+    __slots__ = ("classes", "backdoored", "suspected_class", "score", "anomaly_threshold", "sigma", "zero_shares", "null_scores", "n_samples", "set_size", "n_sets", "alpha", "seed", "device", "warnings")
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    BACKDOORED_FIELD_NUMBER: _ClassVar[int]
+    SUSPECTED_CLASS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SIGMA_FIELD_NUMBER: _ClassVar[int]
+    ZERO_SHARES_FIELD_NUMBER: _ClassVar[int]
+    NULL_SCORES_FIELD_NUMBER: _ClassVar[int]
+    N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    N_SETS_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    classes: _containers.RepeatedCompositeFieldContainer[ClassScreen]
+    backdoored: bool
+    suspected_class: int
+    score: float
+    anomaly_threshold: float
+    sigma: float
+    zero_shares: _containers.RepeatedCompositeFieldContainer[ZeroShare]
+    null_scores: _containers.RepeatedScalarFieldContainer[float]
+    n_samples: int
+    set_size: int
+    n_sets: int
+    alpha: float
+    seed: int
+    device: str
+    warnings: _containers.RepeatedCompositeFieldContainer[ScreenWarning]
+    def __init__(self, classes: _Optional[_Iterable[_Union[ClassScreen, _Mapping]]] = ..., backdoored: _Optional[bool] = ..., suspected_class: _Optional[int] = ..., score: _Optional[float] = ..., anomaly_threshold: _Optional[float] = ..., sigma: _Optional[float] = ..., zero_shares: _Optional[_Iterable[_Union[ZeroShare, _Mapping]]] = ..., null_scores: _Optional[_Iterable[float]] = ..., n_samples: _Optional[int] = ..., set_size: _Optional[int] = ..., n_sets: _Optional[int] = ..., alpha: _Optional[float] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., warnings: _Optional[_Iterable[_Union[ScreenWarning, _Mapping]]] = ...) -> None: ...
+
+class ScreenModelProgress(_message.Message):
+    __slots__ = ("stage", "done", "total")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    done: int
+    total: int
+    def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class ScreenModelEvent(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: ScreenModelProgress
+    result: ScreenModelResponse
+    def __init__(self, progress: _Optional[_Union[ScreenModelProgress, _Mapping]] = ..., result: _Optional[_Union[ScreenModelResponse, _Mapping]] = ...) -> None: ...

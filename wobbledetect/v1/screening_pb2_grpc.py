@@ -71,6 +71,11 @@ class ScreeningServiceStub:
                 request_serializer=wobbledetect_dot_v1_dot_screening__pb2.ScreenRequest.SerializeToString,
                 response_deserializer=wobbledetect_dot_v1_dot_screening__pb2.ScreenEvent.FromString,
                 _registered_method=True)
+        self.ScreenModel = channel.unary_stream(
+                '/wobbledetect.v1.ScreeningService/ScreenModel',
+                request_serializer=wobbledetect_dot_v1_dot_screening__pb2.ScreenModelRequest.SerializeToString,
+                response_deserializer=wobbledetect_dot_v1_dot_screening__pb2.ScreenModelEvent.FromString,
+                _registered_method=True)
 
 
 class ScreeningServiceServicer:
@@ -133,6 +138,18 @@ class ScreeningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScreenModel(self, request, context):
+        """Is this model backdoored, and towards which class? From clean inputs alone
+        (the library's ModelScreen, paper section 5): Neural Cleanse crafts a trigger
+        candidate per class on half of the clean inputs, W of clean sets stamped with each
+        candidate is tested against clean sets from the other half, and the classes are
+        ranked. Zero or more progress events, then exactly one result event. Long: minutes
+        on a CPU for a 10-class model; cancel the call, or set a deadline, to stop it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScreeningServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +187,11 @@ def add_ScreeningServiceServicer_to_server(servicer, server):
                     servicer.ScreenStream,
                     request_deserializer=wobbledetect_dot_v1_dot_screening__pb2.ScreenRequest.FromString,
                     response_serializer=wobbledetect_dot_v1_dot_screening__pb2.ScreenEvent.SerializeToString,
+            ),
+            'ScreenModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.ScreenModel,
+                    request_deserializer=wobbledetect_dot_v1_dot_screening__pb2.ScreenModelRequest.FromString,
+                    response_serializer=wobbledetect_dot_v1_dot_screening__pb2.ScreenModelEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -363,6 +385,33 @@ class ScreeningService:
             '/wobbledetect.v1.ScreeningService/ScreenStream',
             wobbledetect_dot_v1_dot_screening__pb2.ScreenRequest.SerializeToString,
             wobbledetect_dot_v1_dot_screening__pb2.ScreenEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScreenModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/wobbledetect.v1.ScreeningService/ScreenModel',
+            wobbledetect_dot_v1_dot_screening__pb2.ScreenModelRequest.SerializeToString,
+            wobbledetect_dot_v1_dot_screening__pb2.ScreenModelEvent.FromString,
             options,
             channel_credentials,
             insecure,
