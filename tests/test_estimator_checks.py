@@ -6,7 +6,8 @@ from conftest import SumModel
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from wobbledetect import (
-    LeveneBackdoorDetector, ModelScreen, NeuralCleanse, UniversalPerturbation, WobblinessTransformer,
+    ConformalDetector, LeveneBackdoorDetector, ModelScreen, NeuralCleanse, STRIPTransformer,
+    UniversalPerturbation, WobblinessTransformer,
 )
 
 #: What the two crafting estimators refuse, and why (they take the inputs' scale as given).
@@ -25,7 +26,8 @@ def _expected_failures(estimator):
         return {"check_estimators_dtypes": _INTEGER_INPUTS, "check_n_features_in_after_fitting": too_few,
                 "check_estimators_nan_inf": too_few, "check_fit2d_1sample": too_few,
                 "check_fit2d_1feature": too_few}
-    if isinstance(estimator, (WobblinessTransformer, NeuralCleanse, UniversalPerturbation)):
+    if isinstance(estimator, (WobblinessTransformer, NeuralCleanse, UniversalPerturbation,
+                              STRIPTransformer)):
         return {"check_estimators_dtypes": _INTEGER_INPUTS}
     return {}
 
@@ -37,6 +39,9 @@ def _expected_failures(estimator):
         NeuralCleanse(SumModel(), max_steps=2, batches_per_step=1, random_state=0, device="cpu"),
         # FGSM inside: DeepFool image by image makes these ~40 checks cost 80 s
         UniversalPerturbation(SumModel(), attacker="fgsm", max_iter=1, random_state=0, device="cpu"),
+        STRIPTransformer(SumModel(), n_superimpositions=1, random_state=0, device="cpu"),
+        ConformalDetector(),
+        ConformalDetector(LeveneBackdoorDetector(), random_state=0),
         ModelScreen(SumModel(), n_samples=5, set_size=3, n_sets=1, sigmas=(0.5,), random_state=0,
                     device="cpu", cleanse=NeuralCleanse(SumModel(), max_steps=2, batches_per_step=1)),
     ],

@@ -21,6 +21,7 @@ __all__ = [
     "SmallSetWarning",
     "DegenerateWobblinessWarning",
     "NeuralCleanseWarning",
+    "CalibrationWarning",
 ]
 
 
@@ -71,4 +72,11 @@ class NeuralCleanseWarning(WobbledetectWarning):
     """Neural Cleanse had too little to work with: a class whose candidate never reached the
     attack-success threshold, or too few classes (or no spread of mask norms) for the
     anomaly index, which is then NaN.
+    """
+
+
+class CalibrationWarning(WobbledetectWarning):
+    """A conformal calibration with too little clean data: with ``n`` calibration scores
+    the smallest p-value is ``1 / (n + 1)``, so nothing can be flagged at a level below
+    it; or scores that are NaN, whose p-values are NaN.
     """
