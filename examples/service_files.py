@@ -6,7 +6,9 @@ Writes into ``--out`` (default: the current folder)
   corner trigger -> class 0, ``DigitsCNN``, 10 epochs), exported with ``to_onnx``;
 - ``clean.npy``, ``more-clean.npy``: 25 clean test images each, float32 in [0, 1];
 - ``triggered.npy``: 25 test images (none of class 0) carrying the trigger;
-- ``test-images.npy``: all 719 clean test images, for ``screen-model``.
+- ``test-images.npy``: all 719 clean test images, for ``screen-model``;
+- ``calibration.npy``: 20 sets of 25 other clean test images (none in ``clean.npy`` or
+  ``more-clean.npy``), shape (20, 25, 1, 8, 8), for ``screen --calibration``.
 
 Usage::
 
@@ -38,7 +40,12 @@ def main(argv=None):
     np.save(out / "more-clean.npy", example.more_clean)
     np.save(out / "triggered.npy", example.triggered)
     np.save(out / "test-images.npy", example.test_images)
-    print(f"wrote digits.onnx, clean.npy, more-clean.npy, triggered.npy, test-images.npy to {out} "
+    used = np.concatenate([example.clean, example.more_clean]).reshape(50, -1)
+    others = example.test_images[
+        ~(example.test_images.reshape(len(example.test_images), 1, -1) == used[None]).all(2).any(1)]
+    np.save(out / "calibration.npy", others[:500].reshape(20, 25, *others.shape[1:]))
+    print(f"wrote digits.onnx, clean.npy, more-clean.npy, triggered.npy, test-images.npy, "
+          f"calibration.npy to {out} "
           f"(attack success {example.backdoor_accuracy:.3f})")
 
 

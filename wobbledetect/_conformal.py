@@ -34,6 +34,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from ._exceptions import CalibrationWarning
 from ._levene import _clean_rows
+from ._progress import issue
 
 __all__ = ["ConformalDetector", "conformal_p_values"]
 
@@ -129,6 +130,8 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
         ``[clean label, trigger label]``.
     offset_ : float
         ``-log10(alpha)``: ``decision_function = score_samples - offset_``.
+    warnings_ : list of CalibrationWarning
+        What ``fit`` warned of (also issued as Python warnings).
     n_features_in_ : int
 
     Notes
@@ -230,13 +233,14 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
         self.n_calibration_ = len(calibration)
         self.min_p_value_ = 1.0 / (self.n_calibration_ + 1)
         self.offset_ = float(-np.log10(self.alpha))
+        self.warnings_ = []
         reachable = self.min_p_value_ * (2 if self.tail_ == "two-sided" else 1)
         if reachable >= self.alpha:
             needed = int(np.ceil((2 if self.tail_ == "two-sided" else 1) / self.alpha))
-            warnings.warn(CalibrationWarning(
+            issue(self.warnings_, CalibrationWarning(
                 f"ConformalDetector is calibrated on {self.n_calibration_} clean score(s): its "
                 f"smallest p-value is {reachable:.3g}, not below alpha={self.alpha}, so it can "
-                f"flag nothing. Calibrate on at least {needed} clean rows."), stacklevel=2)
+                f"flag nothing. Calibrate on at least {needed} clean rows."))
         return self
 
     def scores(self, X):

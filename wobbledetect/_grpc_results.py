@@ -126,6 +126,8 @@ class CandidateResult:
         count, mean, std, min, q25, median, q75, max of the set's W values.
     wobbliness : ndarray or None
         W of each input, when ``return_wobbliness=True``.
+    calibrated_p_value : float or None
+        The conformal p-value against the calibration sets, when some were sent.
     """
 
     index: int
@@ -134,6 +136,7 @@ class CandidateResult:
     triggered: bool
     summary: dict
     wobbliness: np.ndarray | None = None
+    calibrated_p_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,8 @@ class ScreenResult:
     warnings : list of ScreenWarning
         What the statistics had little or nothing to work with (also issued as Python
         warnings by :meth:`ScreeningClient.screen`).
+    n_calibration : int
+        Calibration sets the calibrated p-values rank against (0: none sent).
     """
 
     candidates: list
@@ -194,6 +199,7 @@ class ScreenResult:
     device: str
     clean_wobbliness: np.ndarray | None = field(default=None, repr=False)
     warnings: list = field(default_factory=list)
+    n_calibration: int = 0
 
 
 @dataclass(frozen=True)
@@ -299,6 +305,8 @@ def screen_result(response):
                 index=c.index, p_value=c.p_value, score=c.score,
                 triggered=c.verdict == pb.VERDICT_TRIGGER, summary=_summary(c.summary),
                 wobbliness=from_tensor(c.wobbliness) if c.HasField("wobbliness") else None,
+                calibrated_p_value=(c.calibrated_p_value if c.HasField("calibrated_p_value")
+                                    else None),
             )
             for c in response.candidates
         ],
@@ -320,4 +328,5 @@ def screen_result(response):
             )
             for w in response.warnings
         ],
+        n_calibration=response.n_calibration,
     )

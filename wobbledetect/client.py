@@ -272,8 +272,8 @@ class ScreeningClient:
 
     def screen(
         self, model_id, clean, candidates, *, sigma=None, n_samples=None, alpha=None,
-        seed=None, direction="smoother", return_wobbliness=False, on_progress=None,
-        timeout=None,
+        seed=None, direction="smoother", return_wobbliness=False, calibration=None,
+        on_progress=None, timeout=None,
     ):
         """Screen candidate sets for an active backdoor trigger against clean inputs.
 
@@ -294,6 +294,10 @@ class ScreeningClient:
             See :class:`~wobbledetect.LeveneBackdoorDetector`.
         return_wobbliness : bool, default=False
             Also return every input's W.
+        calibration : array-like of shape (n_sets, set_size, *input_shape), list, or None
+            Held-out clean sets (none of them in ``clean``): each candidate then also gets
+            a conformal ``calibrated_p_value`` whose false-positive rate on clean sets is
+            at most ``alpha`` (send at least ``1 / alpha - 1`` sets).
         on_progress : callable or None
             ``on_progress(inputs_done, inputs_total)``, called while W is computed (the
             call then uses the streaming ``ScreenStream`` RPC).
@@ -315,9 +319,11 @@ class ScreeningClient:
         if not isinstance(candidates, (list, tuple)):
             candidates = [candidates]
         candidate_tensors = [to_tensor(c, f"candidates[{i}]") for i, c in enumerate(candidates)]
+        calibration = [] if calibration is None else list(calibration)
         request = pb.ScreenRequest(
             model_id=model_id, clean=to_tensor(clean, "clean"), candidates=candidate_tensors,
             direction=DIRECTIONS[direction], return_wobbliness=return_wobbliness,
+            calibration=[to_tensor(c, f"calibration[{i}]") for i, c in enumerate(calibration)],
             **_noise_fields(sigma, n_samples, seed),
         )
         if alpha is not None:

@@ -41,12 +41,15 @@ def format_table(result, names, model) -> str:
         f"{result.n_reference_outliers} outlier{'s' if result.n_reference_outliers != 1 else ''} removed)",
     ]
     width = max(len("candidate"), *(len(n) for n in names))
-    lines.append(f"{'candidate':<{width}}  inputs  median W    p-value     score  verdict")
+    calibrated = result.n_calibration > 0
+    lines.append(f"{'candidate':<{width}}  inputs  median W    p-value     score  verdict"
+                 + (f"  calibrated p ({result.n_calibration} clean sets)" if calibrated else ""))
     for name, c in zip(names, result.candidates):
-        lines.append(
+        lines.append((
             f"{name:<{width}}  {c.summary['count']:>6}  {c.summary['median']:>8.3f}  "
-            f"{c.p_value:>9.2g}  {c.score:>+8.2f}  {'TRIGGER' if c.triggered else 'clean'}"
-        )
+            f"{c.p_value:>9.2g}  {c.score:>+8.2f}  {'TRIGGER' if c.triggered else 'clean':<7}"
+            + (f"  {c.calibrated_p_value:.3g}" if calibrated else "")
+        ).rstrip())
     return "\n".join(lines)
 
 
@@ -104,6 +107,7 @@ def _run(args):
     model_bytes = _read(args.model, "--model")
     clean = _load(args.clean, "--clean")
     candidates = [_load(path, "--candidate") for path in args.candidate]
+    calibration = _load(args.calibration, "--calibration") if args.calibration else None
     names = [os.path.basename(path) for path in args.candidate]
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
 
@@ -115,17 +119,29 @@ def _run(args):
         check_floating(clean, f"--clean {args.clean}")  # before anything is uploaded
         for path, batch in zip(args.candidate, candidates):
             check_floating(batch, f"--candidate {path}")
+        if calibration is not None:
+            check_floating(calibration, f"--calibration {args.calibration}")
         with connect(args) as client:
             model = client.upload_model(model_bytes)
             _checked(clean, "--clean", args.clean, model.input_shape, max_lead=2)
             for path, batch in zip(args.candidate, candidates):
                 _checked(batch, "--candidate", path, model.input_shape, max_lead=1)
+            if calibration is not None:
+                from . import check_inputs
+
+                check_inputs(calibration, model.input_shape, name=f"--calibration {args.calibration}",
+                             max_lead=2)
+                if calibration.ndim != len(model.input_shape) + 2:
+                    raise ValueError(
+                        f"--calibration {args.calibration} has shape {calibration.shape}; it "
+                        f"must hold sets, (n_sets, set_size, *{model.input_shape}).")
             with warnings.catch_warnings():  # printed below, naming the files
                 warnings.simplefilter("ignore", WobbledetectWarning)
                 result = client.screen(
                     model.model_id, clean, candidates, sigma=args.sigma,
                     n_samples=args.n_samples, alpha=args.alpha, seed=args.seed,
                     direction=args.direction, on_progress=progress if show_progress else None,
+                    calibration=None if calibration is None else list(calibration),
                 )
     except ServiceCallError as exc:
         print(f"wobbledetect screen: {exc}", file=sys.stderr)
@@ -148,9 +164,11 @@ def _as_json(result, names, model):
         "seed": result.seed, "direction": result.direction, "device": result.device,
         "clean": {"summary": result.clean_summary, "n_reference": result.n_reference,
                   "n_reference_outliers": result.n_reference_outliers},
+        "n_calibration": result.n_calibration,
         "candidates": [
             {"name": name, "p_value": _number(c.p_value), "score": c.score,
-             "triggered": c.triggered, "summary": c.summary}
+             "triggered": c.triggered, "summary": c.summary,
+             "calibrated_p_value": c.calibrated_p_value}
             for name, c in zip(names, result.candidates)
         ],
         "warnings": [
@@ -216,6 +234,9 @@ def register(subparsers):
     screen.add_argument("--n-samples", type=int, help="noisy copies per input (default: 250)")
     screen.add_argument("--alpha", type=float, help="significance level (default: 0.05)")
     screen.add_argument("--seed", type=int, help="noise seed (default: drawn by the server, printed)")
+    screen.add_argument("--calibration", metavar="NPY",
+                        help=".npy of held-out clean sets, shape (n_sets, set_size, *input_shape): "
+                        "adds a calibrated p-value per candidate (at least 1/alpha - 1 sets)")
     screen.add_argument("--direction", default="smoother",
                         choices=["smoother", "wobblier", "two-sided"], help="(default: smoother)")
     add_connection_arguments(screen)

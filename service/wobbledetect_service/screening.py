@@ -37,7 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sklearn.frozen import FrozenEstimator
+
 from wobbledetect import (
+    ConformalDetector,
     FitProgress,
     LeveneBackdoorDetector,
     ModelScreen,
@@ -84,6 +87,7 @@ class CandidateOutcome:
     score: float
     triggered: bool
     wobbliness: np.ndarray
+    calibrated_p_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class ScreenOutcome:
     n_reference_outliers: int
     device: str
     warnings: list  # the library's warnings (``row``: candidate index, None: the reference)
+    n_calibration: int = 0
 
 
 def iter_wobbliness(
@@ -121,7 +126,7 @@ def iter_wobbliness(
 
 def iter_screen(
     model, clean, candidates, *, sigma, n_samples, seed, alpha, direction, device,
-    input_shape, chunk_forwards,
+    input_shape, chunk_forwards, calibration=(),
 ) -> Iterator[Progress | ScreenOutcome]:
     """Screen each candidate set against the clean set; yields progress, then the outcome.
 
@@ -141,9 +146,16 @@ def iter_screen(
     input_shape : tuple of int
     chunk_forwards : int
         About how many forward passes between two progress events.
+    calibration : list of ndarray of shape (set_size_i, *input_shape)
+        Held-out clean sets: the detector's scores of them calibrate a conformal p-value
+        of each candidate (:class:`~wobbledetect.ConformalDetector` around the fitted
+        detector, frozen), as in process::
+
+            conformal = ConformalDetector(FrozenEstimator(detector), alpha=alpha)
+            conformal.fit(W_calibration).p_values(W_candidates)
     """
-    sizes = [len(clean), *(len(c) for c in candidates)]
-    X = np.concatenate([clean, *candidates])
+    sizes = [len(clean), *(len(c) for c in candidates), *(len(c) for c in calibration)]
+    X = np.concatenate([clean, *candidates, *calibration])
     outcome = None
     for item in iter_wobbliness(
         model, X, sigma=sigma, n_samples=n_samples, seed=seed, device=device,
@@ -153,7 +165,8 @@ def iter_screen(
             yield item
         else:
             outcome = item
-    W_clean, *W_candidates = np.split(outcome.wobbliness, np.cumsum(sizes)[:-1])
+    W_clean, *W_sets = np.split(outcome.wobbliness, np.cumsum(sizes)[:-1])
+    W_candidates, W_calibration = W_sets[:len(candidates)], W_sets[len(candidates):]
     width = max(sizes)
     detector = LeveneBackdoorDetector(alpha=alpha, direction=direction)
     # fit issues its warning about the reference (``serve`` mutes the category: the
@@ -162,16 +175,24 @@ def iter_screen(
     rows = np.stack([_pad(w, width) for w in W_candidates])
     report = detector.screen(rows, names=[f"candidates[{i}]" for i in range(len(rows))])
     flagged = report.labels == detector.classes_[1]
+    calibrated, found = [None] * len(W_candidates), list(report.warnings)
+    if W_calibration:
+        conformal = ConformalDetector(FrozenEstimator(detector), alpha=alpha).fit(
+            np.stack([_pad(w, width) for w in W_calibration]))
+        calibrated = [float(p) for p in conformal.p_values(rows)]
+        found += conformal.warnings_
     yield ScreenOutcome(
         clean_wobbliness=W_clean,
         candidates=[
-            CandidateOutcome(float(p), float(s), bool(f), w)
-            for p, s, f, w in zip(report.p_values, report.scores, flagged, W_candidates)
+            CandidateOutcome(float(p), float(s), bool(f), w, c)
+            for p, s, f, w, c in zip(report.p_values, report.scores, flagged, W_candidates,
+                                     calibrated)
         ],
         n_reference=int(detector.reference_.size),
         n_reference_outliers=int(detector.n_reference_outliers_),
         device=outcome.device,
-        warnings=report.warnings,
+        warnings=found,
+        n_calibration=len(W_calibration),
     )
 
 

@@ -342,7 +342,14 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
             candidate, _ = _inputs(tensor, f"candidates[{i}]", info.input_shape, max_lead=1)
             check_set_size(candidate, f"candidates[{i}]")
             candidates.append(candidate)
-        self._check_work(len(clean) + sum(len(c) for c in candidates), n_samples)
+        calibration = []
+        for i, tensor in enumerate(request.calibration):
+            calibration_set, _ = _inputs(tensor, f"calibration[{i}]", info.input_shape, max_lead=1)
+            check_set_size(calibration_set, f"calibration[{i}]")
+            calibration.append(calibration_set)
+        self._check_work(
+            len(clean) + sum(len(c) for c in candidates) + sum(len(c) for c in calibration),
+            n_samples)
 
         def results():
             _, model = self.store.read(info.model_id)  # only once admitted: queues stay light
@@ -351,6 +358,7 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
                 model, clean, candidates, sigma=sigma, n_samples=n_samples, seed=seed,
                 alpha=alpha, direction=direction, device=self.device,
                 input_shape=info.input_shape, chunk_forwards=self.limits.chunk_forwards,
+                calibration=calibration,
             ):
                 if isinstance(item, Progress):
                     yield item
@@ -489,7 +497,7 @@ def _screen_response(outcome, request, *, sigma, n_samples, seed, alpha, directi
         n_reference=outcome.n_reference,
         n_reference_outliers=outcome.n_reference_outliers,
         sigma=sigma, n_samples=n_samples, alpha=alpha, seed=seed, direction=direction,
-        device=outcome.device,
+        device=outcome.device, n_calibration=outcome.n_calibration,
     )
     for index, candidate in enumerate(outcome.candidates):
         result = response.candidates.add(
@@ -499,11 +507,13 @@ def _screen_response(outcome, request, *, sigma, n_samples, seed, alpha, directi
         )
         if request.return_wobbliness:
             result.wobbliness.CopyFrom(to_tensor(candidate.wobbliness))
+        if candidate.calibrated_p_value is not None:
+            result.calibrated_p_value = candidate.calibrated_p_value
     if request.return_wobbliness:
         response.clean_wobbliness.CopyFrom(to_tensor(outcome.clean_wobbliness))
     for warning in outcome.warnings:
         added = response.warnings.add(category=type(warning).__name__, message=str(warning))
-        if warning.row is not None:
+        if getattr(warning, "row", None) is not None:
             added.candidate_index = warning.row
     return response
 

@@ -117,7 +117,7 @@ class ComputeWobblinessResponse(_message.Message):
     def __init__(self, wobbliness: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., vote_frequencies: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., sigma: _Optional[float] = ..., n_samples: _Optional[int] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
 
 class ScreenRequest(_message.Message):
-    __slots__ = ("model_id", "clean", "candidates", "sigma", "n_samples", "alpha", "seed", "direction", "return_wobbliness")
+    __slots__ = ("model_id", "clean", "candidates", "sigma", "n_samples", "alpha", "seed", "direction", "return_wobbliness", "calibration")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     CLEAN_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +127,7 @@ class ScreenRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     RETURN_WOBBLINESS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     clean: _tensor_pb2.Tensor
     candidates: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
@@ -136,7 +137,8 @@ class ScreenRequest(_message.Message):
     seed: int
     direction: Direction
     return_wobbliness: bool
-    def __init__(self, model_id: _Optional[str] = ..., clean: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., sigma: _Optional[float] = ..., n_samples: _Optional[int] = ..., alpha: _Optional[float] = ..., seed: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., return_wobbliness: _Optional[bool] = ...) -> None: ...
+    calibration: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
+    def __init__(self, model_id: _Optional[str] = ..., clean: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., sigma: _Optional[float] = ..., n_samples: _Optional[int] = ..., alpha: _Optional[float] = ..., seed: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., return_wobbliness: _Optional[bool] = ..., calibration: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ...) -> None: ...
 
 class WobblinessSummary(_message.Message):
     __slots__ = ("count", "mean", "std", "min", "q25", "median", "q75", "max")
@@ -159,23 +161,25 @@ class WobblinessSummary(_message.Message):
     def __init__(self, count: _Optional[int] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ..., min: _Optional[float] = ..., q25: _Optional[float] = ..., median: _Optional[float] = ..., q75: _Optional[float] = ..., max: _Optional[float] = ...) -> None: ...
 
 class CandidateResult(_message.Message):
-    __slots__ = ("index", "p_value", "score", "verdict", "summary", "wobbliness")
+    __slots__ = ("index", "p_value", "score", "verdict", "summary", "wobbliness", "calibrated_p_value")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     P_VALUE_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     WOBBLINESS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_P_VALUE_FIELD_NUMBER: _ClassVar[int]
     index: int
     p_value: float
     score: float
     verdict: Verdict
     summary: WobblinessSummary
     wobbliness: _tensor_pb2.Tensor
-    def __init__(self, index: _Optional[int] = ..., p_value: _Optional[float] = ..., score: _Optional[float] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., summary: _Optional[_Union[WobblinessSummary, _Mapping]] = ..., wobbliness: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    calibrated_p_value: float
+    def __init__(self, index: _Optional[int] = ..., p_value: _Optional[float] = ..., score: _Optional[float] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., summary: _Optional[_Union[WobblinessSummary, _Mapping]] = ..., wobbliness: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., calibrated_p_value: _Optional[float] = ...) -> None: ...
 
 class ScreenResponse(_message.Message):
-    __slots__ = ("candidates", "clean_summary", "n_reference", "n_reference_outliers", "sigma", "n_samples", "alpha", "seed", "direction", "device", "clean_wobbliness", "warnings")
+    __slots__ = ("candidates", "clean_summary", "n_reference", "n_reference_outliers", "sigma", "n_samples", "alpha", "seed", "direction", "device", "clean_wobbliness", "n_calibration", "warnings")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     CLEAN_SUMMARY_FIELD_NUMBER: _ClassVar[int]
     N_REFERENCE_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +191,7 @@ class ScreenResponse(_message.Message):
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     CLEAN_WOBBLINESS_FIELD_NUMBER: _ClassVar[int]
+    N_CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[CandidateResult]
     clean_summary: WobblinessSummary
@@ -199,8 +204,9 @@ class ScreenResponse(_message.Message):
     direction: Direction
     device: str
     clean_wobbliness: _tensor_pb2.Tensor
+    n_calibration: int
     warnings: _containers.RepeatedCompositeFieldContainer[ScreenWarning]
-    def __init__(self, candidates: _Optional[_Iterable[_Union[CandidateResult, _Mapping]]] = ..., clean_summary: _Optional[_Union[WobblinessSummary, _Mapping]] = ..., n_reference: _Optional[int] = ..., n_reference_outliers: _Optional[int] = ..., sigma: _Optional[float] = ..., n_samples: _Optional[int] = ..., alpha: _Optional[float] = ..., seed: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., device: _Optional[str] = ..., clean_wobbliness: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[ScreenWarning, _Mapping]]] = ...) -> None: ...
+    def __init__(self, candidates: _Optional[_Iterable[_Union[CandidateResult, _Mapping]]] = ..., clean_summary: _Optional[_Union[WobblinessSummary, _Mapping]] = ..., n_reference: _Optional[int] = ..., n_reference_outliers: _Optional[int] = ..., sigma: _Optional[float] = ..., n_samples: _Optional[int] = ..., alpha: _Optional[float] = ..., seed: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., device: _Optional[str] = ..., clean_wobbliness: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., n_calibration: _Optional[int] = ..., warnings: _Optional[_Iterable[_Union[ScreenWarning, _Mapping]]] = ...) -> None: ...
 
 class ScreenWarning(_message.Message):
     __slots__ = ("category", "message", "candidate_index")
