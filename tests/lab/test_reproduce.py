@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -18,8 +19,8 @@ import pytest
 from wobbledetect.cli import main
 from wobbledetect.lab.cache import config_key
 from wobbledetect.lab.reproduce import (
-    FIGURES, _common, cross_trigger, erasure, run_figure, fig2, fig5, fig6, fig7, select_sigma,
-    set_size, smoothing_map, training_dynamics,
+    FIGURES, _common, cross_trigger, detectors, erasure, fig2, fig5, fig6, fig7, run_figure,
+    select_sigma, set_size, smoothing_map, training_dynamics,
 )
 from wobbledetect.lab.triggers import TRIGGER_NUMBERS
 from wobbledetect.lab.zoo import NetConfig
@@ -402,6 +403,50 @@ def test_cross_trigger_tiny(data_dir, lab_cache, tmp_path, tiny):
     assert any("separated" in line for line in lines)
     assert saved["nets"]["T1/ul-square/seed0"]["key"] == config_key(
         NetConfig(threat="T1", trigger="ul-square", seed=0, epochs=1, n_train=600).key_dict())
+
+
+@pytest.mark.slow
+def test_detectors_tiny(data_dir, lab_cache, tmp_path, tiny):
+    from sklearn.metrics import roc_auc_score
+
+    from wobbledetect import ConformalDetector, LeveneBackdoorDetector
+
+    results = detectors.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache,
+                            log=lambda _: None)
+    saved = json.loads((tmp_path / "detectors.json").read_text())
+    assert saved["files"] == ["detectors.png", "detectors_scores.npz", "detectors.json"]
+    assert (tmp_path / "detectors.png").read_bytes()[:8] == PNG_MAGIC
+    scores = np.load(tmp_path / "detectors_scores.npz")
+    net, clean_net = saved["per_net"]["T1/square/seed0"], saved["per_net"]["clean/seed0"]
+    summary = saved["summary"]["T1"]
+    assert list(summary["per_input"]) == list(detectors.INPUT_DETECTORS)
+    assert list(summary["per_set"]) == list(detectors.SET_DETECTORS)
+    assert clean_net["auc_per_set"]["mean STRIP"] is None  # a clean net has no positives
+
+    # Recompute from the saved scores: sets are reference, 4 clean, 24 calibration, 4 triggered.
+    W, H = scores["T1/square/seed0/W/0.3"], scores["T1/square/seed0/STRIP"]
+    assert W.shape == H.shape == (33, 25)
+    clean, calibration, triggered = W[1:5], W[5:29], W[29:]
+    y_sets, y_inputs = np.r_[np.zeros(4), np.ones(4)], np.r_[np.zeros(100), np.ones(100)]
+    evaluated = np.r_[1:5, 29:33]
+    assert net["auc_per_input"]["STRIP"] == pytest.approx(roc_auc_score(y_inputs, -H[evaluated].ravel()))
+    assert net["auc_per_set"]["mean W smoother"]["0.3"] == pytest.approx(
+        roc_auc_score(y_sets, -W[evaluated].mean(1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        levene = LeveneBackdoorDetector().fit(W[:1])
+        assert net["auc_per_set"]["W+Levene smoother"]["0.3"] == pytest.approx(
+            roc_auc_score(y_sets, levene.decision_function(W[evaluated])))
+        assert net["flagged"]["W+Levene smoother (paper p)"]["0.3"]["clean"] == levene.predict(clean).mean()
+        calibrated = ConformalDetector(alpha=0.05, tail="lower").fit(calibration)
+        assert net["flagged"]["mean W smoother (calibrated)"]["0.3"]["triggered"] == (
+            calibrated.predict(triggered).mean())
+    assert net["auto_sigma"] == (0.3 if net["zero_share"]["0.3"] <= 0.5 else None)
+    # pooled over both nets' clean sets, weighted by their counts
+    both = [n["flagged"]["STRIP per input (calibrated)"]["-"]["clean"] for n in (net, clean_net)]
+    assert saved["false_positive_rates"]["per_input"]["STRIP per input (calibrated)"]["-"] == (
+        pytest.approx(np.mean(both)))
+    assert results["seconds_per_100_inputs"]["W"] > 0
 
 
 # -- the CLI -----------------------------------------------------------------------------------

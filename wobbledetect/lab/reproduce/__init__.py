@@ -23,6 +23,8 @@
                    (:mod:`.nc_candidates`)
 ``screen-zoo``     is this model backdoored? ModelScreen over clean and backdoored nets
                    (:mod:`.screen_zoo`; ``dataset="digits"`` or ``"fashion-mnist"``)
+``detectors``      W beside STRIP per input and per set, false-positive rates before and
+                   after conformal calibration (:mod:`.detectors`)
 =================  ======================================================================
 
 Each ``run`` writes ``<name>.png`` and ``<name>.json`` (every number plotted, the
@@ -57,6 +59,7 @@ FIGURES = {
     "fig7": "fig7",
     "nc-candidates": "nc_candidates",
     "screen-zoo": "screen_zoo",
+    "detectors": "detectors",
 }
 
 

@@ -1,0 +1,369 @@
+"""W beside STRIP, per input and per set, with false-positive rates before and after calibration.
+
+Pre-registered (``docs/results.md``, "Pre-registered design: W beside STRIP, and
+calibrated false-positive rates"), full mode:
+
+- Fig. 6's zoo at 4 epochs: per threat model (T3, T1) the clean nets of seeds 0-2 and
+  the ``square``, ``checker2``, ``checker`` nets of seeds 0-2 (21 distinct nets).
+- The same test images for every net, drawn once with ``RandomState(0)``, disjoint: a
+  STRIP pool of 1,000; a clean reference set of 25; 20 clean and 20 triggered candidate
+  sets of 25 (triggered: classes other than the target, stamped with the net's trigger;
+  clean nets have none); 40 clean calibration sets of 25.
+- Per input: W at sigma (0.05, 0.1, 0.2, 0.3, 0.5), n = 250, both directions; STRIP
+  (N = 100, blend 0.5/0.5). Per set: mean W (both directions), mean STRIP, W + Levene
+  against the reference set (both directions), and the baseline "the set is all one
+  class" (its share of the most common predicted class as a score; "every input in one
+  class" as a verdict).
+- :class:`~wobbledetect.ConformalDetector` on the calibration data of the same net: per
+  input W (each sigma) and STRIP; per set mean W, mean STRIP and the Levene score.
+- Per backdoored net the AUC of every detector; per threat model the median over nets
+  and the pooled AUC; for W the best sigma (chosen with the labels: an oracle) and the
+  sigma of ``ModelScreen``'s clean-only rule. False-positive rates at alpha = 0.05 on all
+  clean sets and inputs (every net), before and after calibration; true-positive rates
+  after. Wall time per 100 inputs of W (one sigma) and STRIP.
+
+Quick mode: the quick T1 ``square`` and clean nets of seed 0, sigmas (0.1, 0.3), n = 100,
+N = 20, a pool of 200, 4 clean and 4 triggered candidate sets, 24 calibration sets.
+
+Cost (full, 2 CPU cores): about 2.5M forwards for W and 200k for STRIP per net.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from ... import (
+    ConformalDetector, LeveneBackdoorDetector, STRIPTransformer, WobbledetectWarning,
+)
+from ...plotting import plot_line_panels
+from ..train import predict
+from ..triggers import get_trigger
+from ._common import (
+    DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, auc_or_nan, sigma_key, zoo_configs,
+)
+
+__all__ = ["run", "DETECTOR_SIGMAS", "ALPHA", "SET_DETECTORS", "INPUT_DETECTORS"]
+
+#: The sigma grid of the full run (0.7 and 1.0 left out for cost; see the design).
+DETECTOR_SIGMAS = (0.05, 0.1, 0.2, 0.3, 0.5)
+#: The level at which false- and true-positive rates are measured.
+ALPHA = 0.05
+#: Detectors per input: name -> what it is. Those starting with "W" have one AUC per sigma.
+INPUT_DETECTORS = {"W smoother": "-W", "W wobblier": "+W", "STRIP": "-STRIP entropy"}
+#: Detectors per set.
+SET_DETECTORS = {"mean W smoother": "-mean W", "mean W wobblier": "+mean W",
+                 "W+Levene smoother": "Levene score, smaller spread",
+                 "W+Levene wobblier": "Levene score, larger spread",
+                 "mean STRIP": "-mean STRIP entropy",
+                 "one class": "share of the most common predicted class"}
+#: Sizes by mode: STRIP pool, clean and triggered candidate sets, calibration sets, N.
+_SIZES = {"full": (1000, 20, 20, 40, 100), "quick": (200, 4, 4, 24, 20)}
+
+
+def run(
+    out_dir, *, quick=False, data_dir=None, cache_dir=None, dataset="fashion-mnist", log=print,
+    download=False, epochs=None, threats=None, triggers=None, seeds=None,
+):
+    """Compare W and STRIP on the zoo; write ``detectors.png``, ``.json`` and the scores.
+
+    Parameters
+    ----------
+    out_dir, quick, data_dir, cache_dir, dataset, log, download, epochs
+        As for every figure: see :func:`wobbledetect.lab.reproduce.fig4.run`.
+    threats, triggers, seeds : tuple, optional
+        The zoo; default the design's (quick: T1, ``square``, seed 0).
+
+    Returns
+    -------
+    dict
+        What ``detectors.json`` holds: ``"per_net"`` (every AUC, rate and timing of
+        each net), ``"summary"[threat]`` (median and pooled AUCs, best and auto sigma),
+        ``"false_positive_rates"`` and ``"true_positive_rates"`` (pooled over nets) and
+        ``"seconds_per_100_inputs"``.
+
+    Examples
+    --------
+    >>> from wobbledetect.lab.reproduce import detectors
+    >>> out = detectors.run("out", quick=True, data_dir="../shared/data")  # doctest: +SKIP
+    >>> out["summary"]["T1"]["per_input"]["STRIP"]["median_auc"]  # doctest: +SKIP
+    """
+    exp = Experiment("detectors", out_dir, quick=quick, data_dir=data_dir, cache_dir=cache_dir,
+                     dataset=dataset, log=log, download=download, epochs=epochs)
+    threats = tuple(threats or (("T1",) if quick else ("T3", "T1")))
+    triggers = tuple(triggers or (("square",) if quick else ("square", "checker2", "checker")))
+    seeds = tuple(seeds if seeds is not None else ((0,) if quick else (0, 1, 2)))
+    sigmas = exp.sigmas if quick else DETECTOR_SIGMAS
+    n_pool, n_clean, n_triggered, n_calibration, n_blends = _SIZES[exp.mode]
+    nets, distinct = zoo_configs(exp, threats, triggers, seeds)
+    data = exp.data
+    draw = _draw(data, np.random.RandomState(0), n_pool, n_clean, n_triggered, n_calibration)
+    n_inputs = sum(SET_SIZE * (1 + n_clean + n_calibration + (n_triggered if c.trigger else 0))
+                   for c in distinct)
+    exp.plan(distinct, n_inputs * exp.n_samples * len(sigmas))
+
+    per_net, scores = {}, {}
+    for config in distinct:
+        model = exp.net(config)
+        label = config.label
+        sets = data.X_test[draw["sets"]]  # reference, clean, calibration
+        if config.trigger is not None:
+            sets = np.concatenate([sets, get_trigger(config.trigger)(data.X_test[draw["triggered"]])])
+        W, H, seconds = _measure(exp, model, sets, data.X_test[draw["pool"]], sigmas, n_blends, label)
+        predicted = predict(model, sets.reshape(-1, *data.input_shape)).reshape(sets.shape[:2])
+        per_net[label] = _score_net(W, H, predicted, sigmas, n_clean, n_calibration,
+                                    backdoored=config.trigger is not None)
+        per_net[label]["seconds_per_100_inputs"] = seconds
+        scores[label] = {"W": W, "H": H, "predicted": predicted}
+        log(f"[detectors] {label}: " + _net_line(per_net[label], sigmas))
+
+    summary = {threat: _summarise(nets[threat], per_net, scores, sigmas, n_clean, n_calibration)
+               for threat in threats}
+    fpr, tpr = _rates(per_net, sigmas)
+    timing = {what: float(np.median([net["seconds_per_100_inputs"][what] for net in per_net.values()]))
+              for what in ("W", "STRIP")}
+    arrays = {}
+    for label, by_what in scores.items():
+        arrays[f"{label}/STRIP"] = by_what["H"].astype(np.float32)
+        arrays[f"{label}/predicted"] = by_what["predicted"].astype(np.int16)
+        arrays |= {f"{label}/W/{key}": W.astype(np.float32) for key, W in by_what["W"].items()}
+    np.savez_compressed(exp.out_dir / "detectors_scores.npz", **arrays)
+    png = plot_line_panels(
+        [_panel(threat, summary[threat], sigmas) for threat in threats], exp.out_dir / "detectors.png",
+        suptitle=(f"W vs STRIP - median per-net ROC AUC, {DISPLAY_NAMES[exp.setup.dataset]}, "
+                  f"{exp.epochs} epochs ({exp.mode} mode)"))
+    log(f"[detectors] false-positive rate at alpha {ALPHA} on clean sets: W+Levene paper p "
+        + ", ".join(f"{s}: {fpr['per_set']['W+Levene smoother (paper p)'][sigma_key(s)]:.2f}" for s in sigmas)
+        + " | calibrated " + ", ".join(
+            f"{fpr['per_set']['W+Levene smoother (calibrated)'][sigma_key(s)]:.2f}" for s in sigmas))
+    result = exp.finish(
+        {
+            "parameters": {"threats": list(threats), "triggers": list(triggers), "seeds": list(seeds),
+                           "sigmas": list(sigmas), "n_samples": exp.n_samples, "alpha": ALPHA,
+                           "set_size": SET_SIZE, "strip_pool": n_pool, "strip_n": n_blends,
+                           "clean_sets": n_clean, "triggered_sets": n_triggered,
+                           "calibration_sets": n_calibration, "target": TARGET,
+                           "noise_seed": NOISE_SEED, "detectors_per_input": INPUT_DETECTORS,
+                           "detectors_per_set": SET_DETECTORS},
+            "summary": summary,
+            "false_positive_rates": fpr,
+            "true_positive_rates": tpr,
+            "seconds_per_100_inputs": timing,
+            "per_net": per_net,
+        },
+        [png, exp.out_dir / "detectors_scores.npz"],
+    )
+    return result
+
+
+def _draw(data, rng, n_pool, n_clean, n_triggered, n_calibration):
+    """Disjoint test indices: the STRIP pool; the sets (reference, clean, calibration) as
+    one array of shape (1 + n_clean + n_calibration, SET_SIZE); the triggered sets' images."""
+    order = rng.permutation(len(data.y_test))
+    n_sets = 1 + n_clean + n_calibration
+    pool, sets = order[:n_pool], order[n_pool:n_pool + n_sets * SET_SIZE]
+    rest = order[n_pool + n_sets * SET_SIZE:]
+    others = rest[data.y_test[rest] != TARGET][:n_triggered * SET_SIZE]
+    return {"pool": pool, "sets": sets.reshape(n_sets, SET_SIZE),
+            "triggered": others.reshape(n_triggered, SET_SIZE)}
+
+
+def _measure(exp, model, sets, pool, sigmas, n_blends, label):
+    """W at every sigma and STRIP entropy of every input of ``sets``, and their times."""
+    wob = exp.wobbliness(model)
+    strip = STRIPTransformer(model, n_superimpositions=n_blends, random_state=NOISE_SEED,
+                             input_shape=exp.data.input_shape).fit(pool)
+    started = time.perf_counter()
+    H = strip.transform(sets)
+    strip_seconds = time.perf_counter() - started
+    W, w_seconds = {}, []
+    for sigma in sigmas:
+        started = time.perf_counter()
+        W[sigma_key(sigma)] = exp.W(wob, sigma, sets, f"{label} ({len(sets)} sets)")
+        w_seconds.append(time.perf_counter() - started)
+    n = sets.shape[0] * sets.shape[1] / 100
+    return W, H, {"W": float(np.mean(w_seconds) / n), "STRIP": strip_seconds / n}
+
+
+def _score_net(W, H, predicted, sigmas, n_clean, n_calibration, *, backdoored):
+    """Every AUC (backdoored nets) and every false-/true-positive indicator of one net."""
+    clean = slice(1, 1 + n_clean)
+    calibration = slice(1 + n_clean, 1 + n_clean + n_calibration)
+    triggered = slice(1 + n_clean + n_calibration, None)
+    evaluated = np.r_[np.arange(len(predicted))[clean], np.arange(len(predicted))[triggered]]
+    out = {"auc_per_input": {}, "auc_per_set": {}, "flagged": {}, "auto_sigma": None, "zero_share": {}}
+    for sigma in sigmas:  # ModelScreen's clean-only rule, on the calibration sets
+        key = sigma_key(sigma)
+        out["zero_share"][key] = float(np.mean(W[key][calibration] == 0))
+        if out["auto_sigma"] is None and out["zero_share"][key] <= 0.5:
+            out["auto_sigma"] = float(sigma)
+    for kind, names in (("per_input", INPUT_DETECTORS), ("per_set", SET_DETECTORS)):
+        for name in names:
+            def auc(base):
+                if not backdoored:
+                    return None
+                y = _labels(n_clean, len(predicted) - 1 - n_clean - n_calibration, kind, base.shape[1])
+                return auc_or_nan(y, _detector_score(name, base[evaluated], predicted[evaluated], base[:1]))
+
+            out[f"auc_{kind}"][name] = (
+                {sigma_key(s): auc(W[sigma_key(s)]) for s in sigmas} if _uses_w(name) else auc(H))
+
+    def add_flags(name, key, clean_flags, triggered_flags):
+        out["flagged"].setdefault(name, {})[key] = {
+            "clean": float(np.mean(clean_flags)),
+            "triggered": float(np.mean(triggered_flags)) if backdoored else None,
+            "n_clean": int(np.size(clean_flags))}
+
+    def calibrated(name, key, conformal, values, *, per_input=False):
+        def rows(part):
+            return values[part].reshape(-1, 1) if per_input else values[part]
+
+        conformal.fit(rows(calibration))
+        add_flags(name, key, conformal.predict(rows(clean)),
+                  conformal.predict(rows(triggered)) if backdoored else [])
+
+    with warnings.catch_warnings():
+        # Small sigmas give W mostly 0: the detector says so for every set.
+        warnings.simplefilter("ignore", WobbledetectWarning)
+        for sigma in sigmas:
+            key, Ws = sigma_key(sigma), W[sigma_key(sigma)]
+            levene = LeveneBackdoorDetector(alpha=ALPHA).fit(Ws[:1])
+            add_flags("W+Levene smoother (paper p)", key, levene.predict(Ws[clean]),
+                      levene.predict(Ws[triggered]) if backdoored else [])
+            calibrated("W+Levene smoother (calibrated)", key,
+                       ConformalDetector(_frozen(levene), alpha=ALPHA), Ws)
+            calibrated("mean W smoother (calibrated)", key, ConformalDetector(alpha=ALPHA, tail="lower"), Ws)
+            calibrated("W smoother per input (calibrated)", key,
+                       ConformalDetector(alpha=ALPHA, tail="lower"), Ws, per_input=True)
+        calibrated("mean STRIP (calibrated)", "-", ConformalDetector(alpha=ALPHA, tail="lower"), H)
+        calibrated("STRIP per input (calibrated)", "-", ConformalDetector(alpha=ALPHA, tail="lower"), H,
+                   per_input=True)
+    share = _one_class_share(predicted)
+    add_flags("one class (rule)", "-", share[clean] == 1.0, share[triggered] == 1.0 if backdoored else [])
+    return out
+
+
+def _labels(n_clean, n_triggered, kind, set_size):
+    """0 for the clean candidate sets, 1 for the triggered ones (per input: repeated)."""
+    y = np.r_[np.zeros(n_clean), np.ones(n_triggered)]
+    return np.repeat(y, set_size) if kind == "per_input" else y
+
+
+def _one_class_share(predicted):
+    """Per set, the share of its inputs in the set's most common predicted class."""
+    return np.array([np.bincount(row).max() / len(row) for row in predicted])
+
+
+def _nanmedian(values):
+    """The median of the finite values; NaN (quietly) when there is none."""
+    values = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    return float(np.median(values[~np.isnan(values)])) if (~np.isnan(values)).any() else float("nan")
+
+
+def _uses_w(name):
+    return name.startswith(("W ", "W+", "mean W"))
+
+
+def _frozen(detector):
+    from sklearn.frozen import FrozenEstimator
+
+    return FrozenEstimator(detector)
+
+
+def _summarise(configs, per_net, scores, sigmas, n_clean, n_calibration):
+    """Median per-net and pooled AUC per detector over a threat model's backdoored nets."""
+    backdoored = [c.label for c in configs if c.trigger is not None]
+    out = {"nets": backdoored, "per_input": {}, "per_set": {}}
+    for kind, names in (("per_input", INPUT_DETECTORS), ("per_set", SET_DETECTORS)):
+        for name in names:
+            values = [per_net[label][f"auc_{kind}"][name] for label in backdoored]
+
+            def pooled(key):
+                y, s = [], []
+                for label in backdoored:
+                    base = scores[label]["W"][key] if key is not None else scores[label]["H"]
+                    predicted = scores[label]["predicted"]
+                    start = 1 + n_clean + n_calibration
+                    evaluated = np.r_[1:1 + n_clean, start:len(base)]
+                    y.append(_labels(n_clean, len(base) - start, kind, base.shape[1]))
+                    s.append(_detector_score(name, base[evaluated], predicted[evaluated], base[:1]))
+                return auc_or_nan(np.concatenate(y), np.concatenate(s))
+
+            if not _uses_w(name):
+                out[kind][name] = {"median_auc": float(_nanmedian(values)), "pooled_auc": pooled(None)}
+                continue
+            medians = {sigma_key(s): float(_nanmedian([v[sigma_key(s)] for v in values])) for s in sigmas}
+            best = max(medians, key=medians.get)
+            auto = [v[sigma_key(per_net[label]["auto_sigma"])] if per_net[label]["auto_sigma"] else np.nan
+                    for v, label in zip(values, backdoored)]
+            out[kind][name] = {"median_auc": medians, "best_sigma": float(best),
+                               "best_median_auc": medians[best],
+                               "auto_sigma_median_auc": float(_nanmedian(auto)),
+                               "pooled_auc": {sigma_key(s): pooled(sigma_key(s)) for s in sigmas}}
+    return out
+
+
+def _detector_score(name, rows, predicted, reference):
+    """The score of detector ``name`` on the evaluated rows (per input: flattened);
+    higher means more trigger-like. ``reference``: the clean reference set's values."""
+    if name in ("W smoother", "STRIP"):
+        return -rows.ravel()
+    if name == "W wobblier":
+        return rows.ravel()
+    if name in ("mean W smoother", "mean STRIP"):
+        return -rows.mean(1)
+    if name == "mean W wobblier":
+        return rows.mean(1)
+    if name.startswith("W+Levene"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", WobbledetectWarning)
+            detector = LeveneBackdoorDetector(alpha=ALPHA, direction=name.split()[-1]).fit(reference)
+            return detector.decision_function(rows)
+    if name == "one class":
+        return _one_class_share(predicted)
+    raise KeyError(name)
+
+
+def _rates(per_net, sigmas):
+    """False- and true-positive rates at ALPHA, pooled over nets (weighted by their counts)."""
+    fpr = {"per_set": {}, "per_input": {}}
+    tpr = {"per_set": {}, "per_input": {}}
+    names = per_net[next(iter(per_net))]["flagged"]
+    for name in names:
+        kind = "per_input" if "per input" in name else "per_set"
+        keys = per_net[next(iter(per_net))]["flagged"][name]
+        for key in keys:
+            entries = [net["flagged"][name][key] for net in per_net.values()]
+            n = np.array([e["n_clean"] for e in entries])
+            fpr[kind].setdefault(name, {})[key] = float(np.sum([e["clean"] for e in entries] * n) / n.sum())
+            hits = [e["triggered"] for e in entries if e["triggered"] is not None]
+            tpr[kind].setdefault(name, {})[key] = float(np.mean(hits)) if hits else None
+    return fpr, tpr
+
+
+def _net_line(net, sigmas):
+    auc_set = net["auc_per_set"]
+    if auc_set["one class"] is None:
+        return f"clean net; auto sigma {net['auto_sigma']}"
+    best = max(sigmas, key=lambda s: auc_set["W+Levene smoother"][sigma_key(s)])
+    return (f"STRIP per input {net['auc_per_input']['STRIP']:.2f}, per set {auc_set['mean STRIP']:.2f}; "
+            f"W+Levene smoother {auc_set['W+Levene smoother'][sigma_key(best)]:.2f} (best sigma {best:g}); "
+            f"one class {auc_set['one class']:.2f}")
+
+
+def _panel(threat, summary, sigmas):
+    series, styles = {}, {}
+    for kind, names in (("per_input", ("W smoother", "W wobblier")),
+                        ("per_set", ("mean W smoother", "W+Levene smoother", "W+Levene wobblier"))):
+        for name in names:
+            series[f"{name} ({kind.replace('_', ' ')})"] = [
+                summary[kind][name]["median_auc"][sigma_key(s)] for s in sigmas]
+    for kind, name in (("per_input", "STRIP"), ("per_set", "mean STRIP"), ("per_set", "one class")):
+        series[f"{name} ({kind.replace('_', ' ')})"] = [summary[kind][name]["median_auc"]] * len(sigmas)
+        styles[f"{name} ({kind.replace('_', ' ')})"] = ("black" if "STRIP" in name else "gray",
+                                                         ":" if kind == "per_input" else "--")
+    return {"title": f"{threat}: {len(summary['nets'])} backdoored nets", "xlabel": "sigma",
+            "ylabel": "median ROC AUC over nets", "x": list(sigmas), "series": series,
+            "styles": styles, "hline": 0.5}
