@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import json
+import os
 import pickle
 
 import numpy as np
@@ -46,7 +47,48 @@ def test_hit_returns_identical_weights_without_training(tmp_path):
     record = json.loads(meta_path.read_text())
     assert record["config"] == {"seed": 0} and record["key"] == config_key({"seed": 0})
     assert record["torch_version"] == torch.__version__
-    assert sorted(p.name for p in weights.parent.iterdir()) == sorted([weights.name, meta_path.name])
+    assert sorted(p.name for p in weights.parent.iterdir()) == sorted(
+        [weights.name, meta_path.name, f"{record['key']}.lock"])  # the lock a miss trains under
+
+
+def _train_in_another_process(directory, marker, ready):
+    """Child of the test below: ask the shared cache for the same net; log every training."""
+    import time
+
+    from wobbledetect.lab import ModelCache
+    from wobbledetect.lab.nets import DigitsCNN
+
+    def train():
+        with open(marker, "a") as handle:
+            handle.write("trained\n")
+        time.sleep(1.0)  # long enough for the other process to ask meanwhile
+        torch.manual_seed(0)
+        return DigitsCNN(), {"clean_accuracy": 0.9}
+
+    ready.wait()
+    module, _, hit = ModelCache(directory).get_or_train({"seed": 7}, DigitsCNN, train)
+    torch.save({"hit": hit, **module.state_dict()}, f"{marker}.{os.getpid()}.pt")
+
+
+def test_two_processes_asking_for_one_net_train_it_once_and_share_it(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    marker = tmp_path / "trainings"
+    workers = [context.Process(target=_train_in_another_process, args=(tmp_path, marker, ready))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    ready.set()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    assert marker.read_text() == "trained\n"  # once, not twice
+    results = [torch.load(path) for path in sorted(tmp_path.glob("trainings.*.pt"))]
+    assert sorted(r.pop("hit") for r in results) == [False, True]
+    for name, tensor in results[0].items():
+        assert torch.equal(results[1][name], tensor), name
 
 
 def test_miss_on_another_configuration(tmp_path):

@@ -10,7 +10,10 @@ SHA-256 of its canonical JSON):
   measured (clean and backdoor accuracy, seconds, torch version).
 
 Both are written to a temporary file and renamed into place, so a crash or a concurrent
-run never leaves a half-written entry under the final name. An entry that cannot be
+run never leaves a half-written entry under the final name; a net missing from the cache
+is trained under an exclusive lock on ``<key>.lock``, so that of several processes that
+ask for it at once (Dask workers, two runs sharing the folder) one trains it and the
+others load it. An entry that cannot be
 read back -- truncated, corrupted, for another configuration, or not matching the
 module -- is reported with a :class:`CorruptCacheWarning` naming the file and treated as
 a miss: the net is retrained and the entry replaced.
@@ -21,6 +24,7 @@ The directory is ``cache_dir`` when given, else ``$WOBBLEDETECT_CACHE``, else
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -193,9 +197,30 @@ class ModelCache:
         metadata = self.load(config, module)
         if metadata is not None:
             return module.eval(), metadata, True
-        module, metadata = train()
-        metadata = self.save(config, module, metadata)
+        # A miss: train under the entry's lock, so that of several processes asking for
+        # the same net at once (Dask workers, two runs) one trains and the others wait
+        # and load what it cached -- never two trainings, never weights of one beside
+        # the metadata of the other.
+        with self._lock(config):
+            metadata = self.load(config, module)
+            if metadata is not None:
+                return module.eval(), metadata, True
+            module, metadata = train()
+            metadata = self.save(config, module, metadata)
         return module.cpu().eval(), metadata, False
+
+    @contextlib.contextmanager
+    def _lock(self, config):
+        """An exclusive ``flock`` on ``<key>.lock`` in the cache folder, across processes."""
+        import fcntl
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / f"{config_key(config)}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _sha256(path):
