@@ -56,3 +56,46 @@ def test_grid_search_over_sigma_with_roc_auc(backend, skorch_net, onnx_proto, la
     # of a clean set's W are 0, eq. 4 strips the rest and the set looks perfectly
     # smooth -- see test_levene.py::test_mostly_zero_clean_set_is_flagged.)
     assert search.predict(X_sets)[y == 1].tolist() == [1] * 9
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """Two worker *processes* of a local Dask cluster (the ``[dask]`` extra)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.mark.parametrize("backend", ["skorch", "onnx"])
+def test_grid_search_on_dask_workers_gives_the_serial_results(backend, skorch_net, onnx_proto,
+                                                               labelled_sets, dask_client):
+    import joblib
+
+    X_sets, y = labelled_sets
+    model = skorch_net if backend == "skorch" else onnx_proto
+
+    def search(n_jobs):
+        pipeline = Pipeline([
+            ("wobbliness", WobblinessTransformer(model, n_samples=40, input_shape=(1, 8, 8),
+                                                 random_state=0, device="cpu")),
+            ("levene", LeveneBackdoorDetector()),
+        ])
+        return GridSearchCV(pipeline, {"wobbliness__sigma": [0.3, 0.8]}, scoring="roc_auc",
+                            cv=StratifiedKFold(3, shuffle=True, random_state=0), n_jobs=n_jobs,
+                            error_score="raise")
+
+    from distributed import get_task_stream
+
+    serial = search(None).fit(X_sets, y)
+    with joblib.parallel_backend("dask"), get_task_stream(dask_client) as stream:
+        distributed_search = search(-1).fit(X_sets, y)
+    # every fold's score, computed in the workers, equals the serial one exactly
+    for key in ("split0_test_score", "split1_test_score", "split2_test_score", "mean_test_score"):
+        np.testing.assert_array_equal(distributed_search.cv_results_[key], serial.cv_results_[key])
+    assert distributed_search.best_params_ == serial.best_params_
+    np.testing.assert_array_equal(distributed_search.decision_function(X_sets),
+                                  serial.decision_function(X_sets))
+    # the 2 sigmas x 3 folds ran as tasks in the workers' processes, not here
+    workers = {task["worker"] for task in stream.data}
+    assert len(stream.data) >= 6 and workers <= set(dask_client.scheduler_info()["workers"])
