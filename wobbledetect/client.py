@@ -11,6 +11,7 @@ Importing this module imports grpc; ``import wobbledetect`` alone does not.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import warnings
 
@@ -46,6 +47,26 @@ __all__ = [
 
 #: Bytes per UploadModel message.
 UPLOAD_CHUNK_BYTES = 1 << 20
+#: Attempts of a call that fails with UNAVAILABLE (gRPC's retry policy; the first included).
+RETRY_ATTEMPTS = 4
+#: The channel's service config: round robin over the resolved addresses, and retries of
+#: UNAVAILABLE calls. Every RPC may be retried: uploads are idempotent (content
+#: addressed), the computations read-only. gRPC retries a call only until the server has
+#: sent a response message, so a streamed screen whose progress has begun is not retried,
+#: and a client-streaming upload only within gRPC's retry buffer (256 KiB by default).
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{
+        "name": [{"service": "wobbledetect.v1.ScreeningService"}, {"service": "grpc.health.v1.Health"}],
+        "retryPolicy": {
+            "maxAttempts": RETRY_ATTEMPTS,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "1s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }],
+}
 
 
 class ServiceCallError(WobbledetectError, RuntimeError):
@@ -70,8 +91,13 @@ class ScreeningClient:
 
     Parameters
     ----------
-    address : str
-        ``HOST:PORT`` of the server.
+    address : str or list of str
+        ``HOST:PORT`` of the server; or several replicas sharing one model store, as a
+        list or comma-separated (``"10.0.0.1:50051,10.0.0.2:50051"``, IP addresses):
+        calls are balanced over them with gRPC's ``round_robin`` policy, and a call that
+        fails with ``UNAVAILABLE`` (a replica down or killed mid-call) is retried on
+        another, up to :data:`RETRY_ATTEMPTS` attempts. Behind a DNS name with several
+        addresses, pass ``"dns:///name:port"``: the same policies apply.
     token : str or None, default=None
         Bearer token, sent as ``authorization: Bearer <token>`` on every call.
     root_certificates : bytes or None, default=None
@@ -147,9 +173,12 @@ class ScreeningClient:
         self.address = address
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        target = channel_target(address)
         options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+            ("grpc.enable_retries", 1),
         ]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
@@ -159,9 +188,9 @@ class ScreeningClient:
                 private_key=client_key,
                 certificate_chain=client_certificate,
             )
-            self._channel = grpc.secure_channel(address, credentials, options=options)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
         else:
-            self._channel = grpc.insecure_channel(address, options=options)
+            self._channel = grpc.insecure_channel(target, options=options)
         self._stub = screening_pb2_grpc.ScreeningServiceStub(self._channel)
 
     # -- connection ------------------------------------------------------------------
@@ -429,6 +458,49 @@ class ScreeningClient:
             return method(request, timeout=self._timeout(timeout), metadata=self._metadata)
         except grpc.RpcError as exc:
             raise ServiceCallError(exc.code(), exc.details(), name) from None
+
+
+def channel_target(address):
+    """The gRPC target of one address or of several replicas.
+
+    Examples
+    --------
+    >>> from wobbledetect.client import channel_target
+    >>> channel_target("localhost:50051")
+    'localhost:50051'
+    >>> channel_target(["127.0.0.1:50051", "127.0.0.1:50052"])
+    'ipv4:127.0.0.1:50051,127.0.0.1:50052'
+    >>> channel_target("[::1]:50051,[::1]:50052")
+    'ipv6:[::1]:50051,[::1]:50052'
+    >>> channel_target("a.example:1,b.example:1")
+    Traceback (most recent call last):
+    ...
+    ValueError: Several replicas must be given as IP addresses (HOST:PORT with HOST an IPv4 or [IPv6] address), ...
+    """
+    import ipaddress
+
+    if isinstance(address, str):
+        addresses = [a.strip() for a in address.split(",") if a.strip()]
+    else:
+        addresses = [str(a).strip() for a in address]
+    if not addresses:
+        raise ValueError("The 'address' parameter is empty; pass HOST:PORT of the server.")
+    if len(addresses) == 1:
+        return addresses[0]
+    families = set()
+    for item in addresses:
+        host = item.rpartition(":")[0].strip("[]")
+        try:
+            families.add(ipaddress.ip_address(host).version)
+        except ValueError:
+            raise ValueError(
+                "Several replicas must be given as IP addresses (HOST:PORT with HOST an IPv4 "
+                f"or [IPv6] address), got {item!r}; for host names, use one DNS name that "
+                "resolves to every replica, as 'dns:///NAME:PORT'."
+            ) from None
+    if len(families) > 1:
+        raise ValueError(f"The replicas mix IPv4 and IPv6 addresses ({addresses}); use one family.")
+    return f"ipv{families.pop()}:" + ",".join(addresses)
 
 
 def _warned(result):

@@ -14,6 +14,7 @@ import logging
 import math
 import secrets
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -382,6 +383,7 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
         """Drive a computation in an admission slot, checking the client between chunks."""
         with self.admission.slot(context.is_active):
             self.stats.add("started")
+            started = time.perf_counter()
             try:
                 for item in computation:
                     if not context.is_active():
@@ -399,6 +401,8 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
             finally:
                 computation.close()  # stops the library work between chunks
             self.stats.add("completed")
+            logger.debug("computation completed in %.3f s (peer %s)", time.perf_counter() - started,
+                         context.peer())
 
     def _noise_parameters(self, request):
         sigma = _sigma(request.sigma if request.HasField("sigma") else DEFAULT_SIGMA, "sigma")

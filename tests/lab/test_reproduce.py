@@ -406,6 +406,31 @@ def test_cross_trigger_tiny(data_dir, lab_cache, tmp_path, tiny):
 
 
 @pytest.mark.slow
+def test_fig6_on_a_local_dask_cluster_gives_the_serial_results(data_dir, tmp_path, tiny):
+    pytest.importorskip("distributed")
+    from wobbledetect.lab.cache import ModelCache
+
+    def fig6_run(name, **kwargs):
+        lines = []
+        fig6.run(tmp_path / name, quick=True, data_dir=data_dir, cache_dir=tmp_path / f"cache-{name}",
+                 triggers=("square",), log=lines.append, **kwargs)
+        return json.loads((tmp_path / name / "fig6.json").read_text()), lines
+
+    # Each run trains its own nets: the cluster's in two worker processes.
+    on_dask, lines = fig6_run("dask", scheduler=2)
+    serial, _ = fig6_run("serial")
+    assert any(line.startswith("[dask] 2 net(s) on 2 worker(s)") for line in lines)
+    for key in ("auc", "auc_by_direction", "scores", "pairs", "cross_trigger_backdoor_accuracy"):
+        assert on_dask[key] == serial[key], key
+    for label, net in serial["nets"].items():
+        assert on_dask["nets"][label]["clean_accuracy"] == net["clean_accuracy"]
+        config = NetConfig(threat=net["threat"], trigger=net["trigger"], seed=0, epochs=1, n_train=600)
+        weights = [ModelCache(tmp_path / f"cache-{name}").paths(config.key_dict())[0].read_bytes()
+                   for name in ("dask", "serial")]
+        assert weights[0] == weights[1], label  # trained in a worker, weight for weight the same
+
+
+@pytest.mark.slow
 def test_detectors_tiny(data_dir, lab_cache, tmp_path, tiny):
     from sklearn.metrics import roc_auc_score
 

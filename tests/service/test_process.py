@@ -28,9 +28,9 @@ pytestmark = pytest.mark.slow
 class ServeProcess:
     """``python -m wobbledetect.cli serve`` on a free port; its stdout says which."""
 
-    def __init__(self, store, *extra):
+    def __init__(self, store, *extra, log_path=None):
         # The log goes to a file: a pipe nobody reads could fill up and block the server.
-        self.log = open(f"{store}.log", "a+")
+        self.log = open(log_path or f"{store}.log", "a+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "wobbledetect.cli", "serve", "--address", "127.0.0.1:0",
              "--store", str(store), "--log-level", "debug", *extra],

@@ -21,6 +21,7 @@ FIGURE_OPTIONS = {
     "--trigger-set": ("trigger_set", ("fig6", "cross-trigger")),
     "--dynamics-json": ("dynamics_json", ("set-size",)),
     "--snapshots": ("snapshots", ("fig6",)),
+    "--scheduler": ("scheduler", ("fig6",)),
 }
 
 
@@ -54,6 +55,18 @@ def _run(args):
     if "auc" in results:
         print(f"auc: {results['auc']}", flush=True)
     return 0
+
+
+def _scheduler(text):
+    """``--scheduler``: a Dask scheduler's address, or ``local:N`` for N local worker processes."""
+    import argparse
+
+    if text.startswith("local:"):
+        return _positive_int(text[len("local:"):])
+    if "://" not in text:
+        raise argparse.ArgumentTypeError(
+            f"must be a scheduler address such as tcp://10.0.0.1:8786, or local:N; got {text!r}")
+    return text
 
 
 def _positive_int(text):
@@ -121,6 +134,10 @@ def register(subparsers):
     parser.add_argument("--snapshots", type=_epoch_list, default=None, metavar="E[,E...]",
                         help="fig6: while training a net, also cache it after these epochs "
                         "(below --epochs), so that the shorter run finds its nets trained")
+    parser.add_argument("--scheduler", type=_scheduler, default=None, metavar="ADDRESS|local:N",
+                        help="fig6: run each net as a Dask task, on the scheduler at ADDRESS "
+                        "(tcp://host:8786) or on N local worker processes; same results as "
+                        "the serial run (needs the [dask] extra)")
     parser.set_defaults(func=_run)
 
 

@@ -51,6 +51,7 @@ import numpy as np
 
 from ...plotting import plot_roc_panels
 from ..cache import config_key
+from ..parallel import check_scheduler, experiment_from_spec, experiment_spec, run_tasks
 from ..train import backdoor_accuracy
 from ..triggers import TRIGGER_SETS, get_trigger
 from ..zoo import check_snapshots
@@ -82,7 +83,7 @@ FUNCTIONAL_ASR = 0.5
 def run(
     out_dir, *, quick=False, data_dir=None, cache_dir=None, dataset="fashion-mnist", log=print,
     download=False, epochs=None, threats=None, trigger_set="fig3", triggers=None, seeds=None,
-    repetitions=None, random_state=0, null_sets=NULL_SETS, snapshots=(),
+    repetitions=None, random_state=0, null_sets=NULL_SETS, snapshots=(), scheduler=None,
 ):
     """Run Fig. 6; write ``fig6.png`` and ``fig6.json`` to ``out_dir``.
 
@@ -117,6 +118,11 @@ def run(
         trained (:func:`~wobbledetect.lab.zoo.get_net`): a 16-epoch run with
         ``snapshots=(4,)`` leaves the 4-epoch run its nets, weight for weight. Only nets
         trained by this run are affected; the scores are the same with or without.
+    scheduler : str or int, optional
+        Run each net (training or loading it, its W and attack success) as a Dask task:
+        the address of a Dask scheduler, or a number of local worker processes
+        (:mod:`wobbledetect.lab.parallel`); the results are the serial run's. None: here,
+        one net after the other.
 
     Returns
     -------
@@ -160,25 +166,18 @@ def run(
     }
 
     W_of, cross_asr = {}, {}  # by net label; clean nets are scored once for all threats
+    measure = (sets, others, candidate_triggers, signature, repetitions, per_rep, snapshots)
+    if check_scheduler(scheduler) is not None:  # every missing net as a task; read back below
+        missing = [c for c in distinct if not _PerNet(exp.out_dir, c, signature).load(exp, {}, {})]
+        run_tasks(scheduler, _net_task, [(experiment_spec(exp), config, measure) for config in missing],
+                  log=log, what="net")
     for i, config in enumerate(distinct, 1):
         log(f"[fig6] net {i}/{len(distinct)}: {config.label}")
         stored = _PerNet(exp.out_dir, config, signature)
         if stored.load(exp, W_of, cross_asr):
             log(f"[fig6] {config.label}: W and attack success from {stored.path}")
             continue
-        model = exp.net(config, snapshots=snapshots)
-        cross_asr[config.label] = {
-            trigger: backdoor_accuracy(model, data.X_test[others], data.y_test[others], trigger,
-                                       "T1", target=TARGET, n_classes=data.n_classes)
-            for trigger in candidate_triggers
-        }
-        wob = exp.wobbliness(model)
-        W_of[config.label] = {
-            sigma_key(sigma): exp.W(wob, sigma, sets, config.label).reshape(
-                repetitions, per_rep, SET_SIZE)
-            for sigma in exp.sigmas
-        }
-        stored.save(exp, W_of, cross_asr)
+        _measure_net(exp, config, measure, W_of, cross_asr)
 
     pairs, scores, auc, median_w = {}, {}, {d: {} for d in DIRECTIONS}, {}
     for threat in threats:
@@ -325,6 +324,31 @@ def _draw_sets(data, repetitions, rng, candidate_triggers=CANDIDATE_TRIGGERS, nu
         sets.extend(get_trigger(trigger)(base) for trigger in candidate_triggers)
         sets.extend(data.X_test[draw_indices(null_rng, every, SET_SIZE)] for _ in range(null_sets))
     return np.stack(sets)
+
+
+def _measure_net(exp, config, measure, W_of, cross_asr):
+    """One net: train or load it, measure its attack success and W, save them (``_PerNet``)."""
+    sets, others, candidate_triggers, signature, repetitions, per_rep, snapshots = measure
+    data = exp.data
+    model = exp.net(config, snapshots=snapshots)
+    cross_asr[config.label] = {
+        trigger: backdoor_accuracy(model, data.X_test[others], data.y_test[others], trigger,
+                                   "T1", target=TARGET, n_classes=data.n_classes)
+        for trigger in candidate_triggers
+    }
+    wob = exp.wobbliness(model)
+    W_of[config.label] = {
+        sigma_key(sigma): exp.W(wob, sigma, sets, config.label).reshape(repetitions, per_rep, SET_SIZE)
+        for sigma in exp.sigmas
+    }
+    _PerNet(exp.out_dir, config, signature).save(exp, W_of, cross_asr)
+
+
+def _net_task(spec, config, measure):
+    """:func:`_measure_net` in a Dask worker: the Experiment rebuilt from the client's spec."""
+    exp = experiment_from_spec(spec)
+    _measure_net(exp, config, measure, {}, {})
+    return config.label
 
 
 class _PerNet:
