@@ -95,3 +95,13 @@ def onnx_proto(skorch_net):
     from wobbledetect.lab import to_onnx
 
     return to_onnx(skorch_net, (1, 8, 8))
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler():
+    """The address of a local Dask cluster of two worker *processes*, shared by the
+    session's Dask tests (the ``[dask]`` extra; skipped without it)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        yield cluster.scheduler_address

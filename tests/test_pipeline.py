@@ -59,11 +59,11 @@ def test_grid_search_over_sigma_with_roc_auc(backend, skorch_net, onnx_proto, la
 
 
 @pytest.fixture(scope="module")
-def dask_client():
-    """Two worker *processes* of a local Dask cluster (the ``[dask]`` extra)."""
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+def dask_client(dask_scheduler):
+    """A client of the session's local cluster of two worker processes."""
+    from distributed import Client
+
+    with Client(dask_scheduler) as client:
         yield client
 
 

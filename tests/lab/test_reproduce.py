@@ -406,8 +406,8 @@ def test_cross_trigger_tiny(data_dir, lab_cache, tmp_path, tiny):
 
 
 @pytest.mark.slow
-def test_fig6_on_a_local_dask_cluster_gives_the_serial_results(data_dir, tmp_path, tiny):
-    pytest.importorskip("distributed")
+def test_fig6_on_a_local_dask_cluster_gives_the_serial_results(data_dir, tmp_path, tiny,
+                                                               dask_scheduler):
     from wobbledetect.lab.cache import ModelCache
 
     def fig6_run(name, **kwargs):
@@ -417,7 +417,7 @@ def test_fig6_on_a_local_dask_cluster_gives_the_serial_results(data_dir, tmp_pat
         return json.loads((tmp_path / name / "fig6.json").read_text()), lines
 
     # Each run trains its own nets: the cluster's in two worker processes.
-    on_dask, lines = fig6_run("dask", scheduler=2)
+    on_dask, lines = fig6_run("dask", scheduler=dask_scheduler)  # two worker processes
     serial, _ = fig6_run("serial")
     assert any(line.startswith("[dask] 2 net(s) on 2 worker(s)") for line in lines)
     for key in ("auc", "auc_by_direction", "scores", "pairs", "cross_trigger_backdoor_accuracy"):
