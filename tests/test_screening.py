@@ -130,3 +130,27 @@ def test_rescore_measures_w_again_on_the_same_sets(screened):
     assert not np.array_equal(other["median_W"], screened.table_["median_W"])
     with pytest.raises(ValueError, match="'sigma' parameter must be a positive float; got -1"):
         screened.rescore(-1)
+
+
+def test_screen_models_on_dask_workers_gives_the_serial_screens(skorch_net, onnx_proto, image_data,
+                                                                 dask_scheduler):
+    from wobbledetect import screen_models
+
+    models = [skorch_net, onnx_proto.SerializeToString()]
+    settings = _screen(None)
+    lines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WobbledetectWarning)
+        serial = screen_models(models, image_data[0][:300], screen=settings)
+        on_dask = screen_models(models, image_data[0][:300], screen=settings, scheduler=dask_scheduler,
+                                log=lines.append)
+    assert lines[0].startswith("[dask] 2 model screen(s) on 2 worker(s)")
+    for here, there in zip(serial, on_dask):
+        for column, values in here.table_.items():
+            np.testing.assert_array_equal(there.table_[column], values, err_msg=column)
+        np.testing.assert_array_equal(there.cleanse_.masks_, here.cleanse_.masks_)
+        np.testing.assert_array_equal(there.null_scores_, here.null_scores_)
+        assert (there.sigma_, there.score_, there.backdoored_) == (here.sigma_, here.score_, here.backdoored_)
+    assert on_dask[0].model is not skorch_net  # a copy came back from the worker
+    with pytest.raises(ValueError, match="'scheduler' parameter must be a Dask scheduler's address"):
+        screen_models(models, image_data[0][:300], screen=settings, scheduler="nowhere")

@@ -38,6 +38,7 @@ _EXPORTS = {
     "NeuralCleanse": "._cleanse",
     "UniversalPerturbation": "._universal",
     "ModelScreen": "._screening",
+    "screen_models": "._screening",
     "FitProgress": "._progress",
     "STRIPTransformer": "._strip",
     "ConformalDetector": "._conformal",

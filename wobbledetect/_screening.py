@@ -51,7 +51,7 @@ from ._progress import check_callback, issue, report
 from ._screen_report import TABLE_COLUMNS, format_report
 from ._wobbliness import WobblinessTransformer
 
-__all__ = ["ModelScreen", "signed_anomaly_index", "SIGMAS", "TABLE_COLUMNS"]
+__all__ = ["ModelScreen", "screen_models", "signed_anomaly_index", "SIGMAS", "TABLE_COLUMNS"]
 
 #: The default sigma grid (the lab's, for inputs in [0, 1]).
 SIGMAS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -439,3 +439,67 @@ class ModelScreen(HoldsModel, BaseEstimator):
             table["combined_index"] = np.nanmean(both, axis=0)
         return table
 
+
+def screen_models(models, X, *, screen=None, scheduler=None, log=print):
+    """Screen many models with one :class:`ModelScreen` each: here, or as Dask tasks.
+
+    Parameters
+    ----------
+    models : list of models
+        Anything :class:`ModelScreen` takes (ONNX paths or bytes travel best to remote
+        workers; torch modules and skorch nets are pickled).
+    X : array-like of shape (n_inputs, *input_shape)
+        The clean inputs every model is screened on.
+    screen : ModelScreen or None, default=None
+        The settings (its ``model`` is replaced by each model); None: the defaults with
+        ``random_state=0``. Give ``random_state`` an int for results that do not depend on
+        where a screen runs.
+    scheduler : str, int or None, default=None
+        None: one model after the other, here. A Dask scheduler's address or a number of
+        local worker processes: one task per model (the ``[dask]`` extra); torch in each
+        task runs on this process's number of threads, so that every screen is the one
+        the serial call gives.
+    log : callable, default=print
+        Progress lines of the Dask run.
+
+    Returns
+    -------
+    list of ModelScreen
+        Fitted, in the order of ``models``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, warnings
+    >>> from wobbledetect import ModelScreen, NeuralCleanse, screen_models
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> nets = [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)) for _ in range(2)]
+    >>> X = np.random.RandomState(0).rand(120, 1, 4, 4).astype(np.float32)
+    >>> settings = ModelScreen(None, n_samples=20, set_size=5, n_sets=3, random_state=0,
+    ...                        cleanse=NeuralCleanse(None, max_steps=5, batches_per_step=2))
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     screens = screen_models(nets, X, screen=settings)
+    >>> [s.table_["class"].tolist() for s in screens]
+    [[0, 1, 2], [0, 1, 2]]
+    """
+    from ._dask import check_scheduler, run_tasks
+
+    template = clone(screen) if screen is not None else ModelScreen(None, random_state=0)
+    if not isinstance(template, ModelScreen):
+        raise TypeError(f"The 'screen' parameter must be a ModelScreen or None; got {type(screen).__name__}.")
+    models = list(models)
+    if check_scheduler(scheduler) is None:
+        return [_screen_one(template, model, X, None) for model in models]
+    threads = torch.get_num_threads()
+    return run_tasks(scheduler, _screen_one, [(template, model, X, threads) for model in models],
+                     log=log, what="model screen")
+
+
+def _screen_one(template, model, X, threads):
+    """One model's screen (a Dask task when ``threads`` is set: torch as the client's)."""
+    if threads is not None:
+        from ._dask import torch_threads
+
+        torch_threads(threads)
+    return clone(template).set_params(model=model).fit(X)
