@@ -124,6 +124,12 @@ class NetConfig:
         Poisoned share (T1, T2).
     n_poisons : int, default=250
         Number of poisons (T3).
+    optimizer : {"adam", "sam"}, default="adam"
+        ``"sam"``: Sharpness-Aware Minimization around the same Adam (issue 17's weak
+        attacks; :class:`~wobbledetect.lab.train.SAMClassifier`). In the cache key only
+        when it is not Adam, so the keys of the nets trained before it existed stay.
+    sam_rho : float, default=0.05
+        SAM's radius (the SAM paper's default).
 
     Examples
     --------
@@ -148,8 +154,14 @@ class NetConfig:
     n_train: int | None = None
     fraction: float = 0.15
     n_poisons: int = 250
+    optimizer: str = "adam"
+    sam_rho: float = 0.05
 
     def __post_init__(self):
+        if self.optimizer not in ("adam", "sam"):
+            raise ValueError(f"The 'optimizer' parameter must be 'adam' or 'sam'; got {self.optimizer!r}.")
+        if not self.sam_rho > 0:
+            raise ValueError(f"The 'sam_rho' parameter must be positive; got {self.sam_rho!r}.")
         if self.threat is not None and self.threat not in THREAT_MODELS:
             raise ValueError(
                 f"The 'threat' parameter must be one of {THREAT_MODELS} or None; got {self.threat!r}."
@@ -167,14 +179,17 @@ class NetConfig:
     @property
     def label(self):
         """Short human name: ``clean/seed0``, ``T1/square/seed0``."""
+        suffix = "" if self.optimizer == "adam" else f"/sam{self.sam_rho:g}"
         if self.threat is None:
-            return f"clean/seed{self.seed}"
-        return f"{self.threat}/{self.trigger}/seed{self.seed}"
+            return f"clean/seed{self.seed}{suffix}"
+        return f"{self.threat}/{self.trigger}/seed{self.seed}{suffix}"
 
     def key_dict(self):
         """The configuration as the cache keys it: irrelevant fields dropped, trigger spelled out."""
         config = asdict(self)
         config["format"] = LAB_FORMAT
+        if self.optimizer == "adam":  # the keys of every net trained before SAM existed
+            del config["optimizer"], config["sam_rho"]
         if self.threat is None:
             for name in ("trigger", "target", "fraction", "n_poisons"):
                 config[name] = None
@@ -336,7 +351,7 @@ def _train(config, data, log, *, snapshots=(), cache=None):
 
     net = make_classifier(
         NETS[config.net], max_epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-        seed=config.seed, verbose=1, log=log,
+        seed=config.seed, verbose=1, log=log, optimizer=config.optimizer, sam_rho=config.sam_rho,
         callbacks=[("train_acc", EpochScoring("accuracy", on_train=True, name="train_acc",
                                               lower_is_better=False)),
                    ("snapshots", Snapshots())],
