@@ -176,9 +176,28 @@ TRIGGER_NUMBERS = {i + 1: name for i, name in enumerate(_ART)}
 
 
 def get_trigger(trigger):
-    """A trigger by name (``"square"``), by Fig. 3 number (1-8), or itself."""
+    """A trigger by name (``"square"``), by Fig. 3 number (1-8), or itself.
+
+    ``"blend@ALPHA"`` is the blend at strength ALPHA in (0, 1] (``"blend"`` is
+    ``"blend@0.1"``'s pattern and strength), for sweeps of the blend's strength.
+
+    Examples
+    --------
+    >>> from wobbledetect.lab.triggers import get_trigger
+    >>> get_trigger("blend@0.05")
+    BlendTrigger(name='blend@0.05', alpha=0.05, seed=0)
+    """
     if isinstance(trigger, (PatchTrigger, BlendTrigger)):
         return trigger
+    if isinstance(trigger, str) and trigger.startswith("blend@"):
+        try:
+            alpha = float(trigger[len("blend@"):])
+        except ValueError:
+            alpha = float("nan")
+        if not 0 < alpha <= 1:
+            raise ValueError(f"Unknown trigger {trigger!r}: a blend's strength must be a number "
+                             "in (0, 1], as in 'blend@0.05'.")
+        return BlendTrigger(name=trigger, alpha=alpha)
     if isinstance(trigger, (int, np.integer)) and int(trigger) in TRIGGER_NUMBERS:
         return TRIGGERS[TRIGGER_NUMBERS[int(trigger)]]
     if isinstance(trigger, str) and trigger in TRIGGERS:
