@@ -19,7 +19,7 @@ import pytest
 from wobbledetect.cli import main
 from wobbledetect.lab.cache import config_key
 from wobbledetect.lab.reproduce import (
-    FIGURES, _common, cross_trigger, detectors, erasure, fig2, fig5, fig6, fig7, run_figure,
+    FIGURES, _common, attacks, cross_trigger, detectors, erasure, fig2, fig5, fig6, fig7, run_figure,
     select_sigma, set_size, smoothing_map, training_dynamics,
 )
 from wobbledetect.lab.triggers import TRIGGER_NUMBERS
@@ -472,6 +472,35 @@ def test_detectors_tiny(data_dir, lab_cache, tmp_path, tiny):
     assert saved["false_positive_rates"]["per_input"]["STRIP per input (calibrated)"]["-"] == (
         pytest.approx(np.mean(both)))
     assert results["seconds_per_100_inputs"]["W"] > 0
+
+
+@pytest.mark.slow
+def test_attacks_tiny(data_dir, lab_cache, tmp_path, tiny):
+    lines = []
+    attacks.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=lines.append)
+    saved = _check_files(tmp_path, "attacks")
+    cells = saved["cells"]
+    assert list(cells) == list(attacks.QUICK_FAMILIES)
+    assert list(cells["poison count (T3, square)"]) == ["10", "250"]
+    for family, by_strength in cells.items():
+        for strength, cell in by_strength.items():
+            took = [n for n in cell["nets"] if n["took"]]
+            assert cell["took"] == len(took)
+            assert all(n["took"] == (n["attack_success"] >= attacks.TAKES_AT) for n in cell["nets"])
+            if not took:  # reported as such, never scored
+                assert cell["auc"] is None
+                assert any(f"{n['label']} " in line and "did not take" in line
+                           for n in cell["nets"] for line in lines)
+                continue
+            auc = cell["auc"]
+            for key, value in auc["smoother"]["per_sigma"].items():
+                assert auc["wobblier"]["per_sigma"][key] == pytest.approx(1 - value)
+            assert auc["smoother"]["best"] == max(auc["smoother"]["per_sigma"].values())
+            assert auc["smoother"]["fixed"] == auc["smoother"]["per_sigma"]["0.3"]
+            assert 0 <= auc["strip_per_set"] <= 1 and 0 <= auc["strip_per_input"] <= 1
+    sam = cells["SAM (T3, square)"]["250"]["nets"][0]
+    assert sam["label"] == "T3/square/seed0/sam0.05"
+    assert saved["nets"][sam["label"]]["key"] != saved["nets"]["T3/square/seed0"]["key"]
 
 
 # -- the CLI -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ __all__ = ["register"]
 #: The figures the subcommand runs (names of :data:`wobbledetect.lab.reproduce.FIGURES`).
 CHOICES = ("fig2", "fig4", "fig5", "fig6", "fig6-scoring", "smoothing-map", "select-sigma", "erasure",
            "training-dynamics", "set-size", "cross-trigger", "fig7", "nc-candidates",
-           "screen-zoo", "detectors")
+           "screen-zoo", "detectors", "attacks")
 
 
 def _log(line):
@@ -119,7 +119,8 @@ def register(subparsers):
         "(Neural Cleanse's per-class candidates and their W), screen-zoo "
         "(ModelScreen's verdict over clean and backdoored nets; --dataset digits or "
         "fashion-mnist), detectors (W beside STRIP, per input and per set, false-positive "
-        "rates before and after conformal calibration). "
+        "rates before and after conformal calibration), attacks (the AUC against fewer poisons, "
+        "fainter blends and SAM training). "
         "Full mode trains many nets (hours on a CPU); --quick is the CI-sized run.",
     )
     parser.add_argument("figure", choices=CHOICES, help="which figure")

@@ -25,6 +25,8 @@
                    (:mod:`.screen_zoo`; ``dataset="digits"`` or ``"fashion-mnist"``)
 ``detectors``      W beside STRIP per input and per set, false-positive rates before and
                    after conformal calibration (:mod:`.detectors`)
+``attacks``        detection AUC against fewer poisons, fainter blends and SAM training
+                   (:mod:`.attacks`)
 =================  ======================================================================
 
 Each ``run`` writes ``<name>.png`` and ``<name>.json`` (every number plotted, the
@@ -60,6 +62,7 @@ FIGURES = {
     "nc-candidates": "nc_candidates",
     "screen-zoo": "screen_zoo",
     "detectors": "detectors",
+    "attacks": "attacks",
 }
 
 
