@@ -11,19 +11,23 @@ from .._models import make_predictor
 from .threat import backdoor_labels
 from .triggers import get_trigger
 
-__all__ = ["make_classifier", "SAMClassifier", "predict", "clean_accuracy", "backdoor_accuracy"]
+__all__ = ["make_classifier", "SAMClassifier", "PenalisedClassifier", "mmd2", "predict", "clean_accuracy",
+           "backdoor_accuracy"]
 
 
 def make_classifier(
     module, *, max_epochs=10, lr=1e-3, batch_size=128, device="auto", seed=0, verbose=1,
-    log=None, callbacks=None, optimizer="adam", sam_rho=0.05, **module_params,
+    log=None, callbacks=None, optimizer="adam", sam_rho=0.05, penalties=None, **module_params,
 ):
     """An Adam-trained skorch ``NeuralNetClassifier`` for a logits-returning ``module``.
 
     ``optimizer="sam"`` trains with Sharpness-Aware Minimization (Foret et al., ICLR 2021;
     ``pytorch_optimizer.SAM``, the ``[attacks]`` extra) around the same Adam, with radius
     ``sam_rho``: each step takes the gradient at the weights moved by ``sam_rho`` along
-    the normalised gradient (:class:`SAMClassifier`).
+    the normalised gradient (:class:`SAMClassifier`). ``penalties`` (a dict of
+    :class:`PenalisedClassifier`'s ``mmd_weight``, ``wobble_weight``, ``wobble_sigma``,
+    ``wobble_copies``) adds the adaptive attacks' loss terms; ``X`` is then the dict that
+    class takes.
 
     ``verbose=1`` prints skorch's per-epoch table (the training progress) -- to ``log``
     when it is given (a callable taking one line, e.g. a logger's ``info``), else to
@@ -52,6 +56,12 @@ def make_classifier(
                             "optimizer__rho": float(sam_rho)}
     else:
         raise ValueError(f"The 'optimizer' parameter must be 'adam' or 'sam'; got {optimizer!r}.")
+    if penalties:
+        if optimizer != "adam":
+            raise ValueError("The adaptive attacks' penalties are trained with Adam only; "
+                             f"got optimizer={optimizer!r}.")
+        classifier = PenalisedClassifier
+        optimizer_params |= dict(penalties)
     torch.manual_seed(seed)
     return classifier(
         module,
@@ -79,6 +89,112 @@ def predict(model, X, *, batch_size=1024, device="auto"):
         batch = torch.from_numpy(X[start : start + batch_size]).to(predictor.device)
         out.append(predictor.predict_classes(batch).cpu().numpy())
     return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
+def mmd2(a, b, *, scales=(0.5, 1.0, 2.0)):
+    """Squared Maximum Mean Discrepancy between two samples, Gaussian kernels (biased, >= 0).
+
+    ``k(u, v) = sum_s exp(-|u - v|^2 / (2 (s h)^2))`` over the ``scales`` s, with ``h`` the
+    median distance between all pooled rows (the median heuristic, not differentiated):
+    ``MMD^2 = mean k(a, a') + mean k(b, b') - 2 mean k(a, b)``.
+
+    Parameters
+    ----------
+    a, b : torch.Tensor of shape (n_a, ...) and (n_b, ...)
+        Rows are flattened.
+
+    Returns
+    -------
+    torch.Tensor, a scalar
+
+    Examples
+    --------
+    >>> import torch
+    >>> from wobbledetect.lab.train import mmd2
+    >>> x = torch.randn(20, 5, generator=torch.Generator().manual_seed(0))
+    >>> float(mmd2(x, x)), bool(mmd2(x, x + 3) > 0.5)
+    (0.0, True)
+    """
+    a, b = a.flatten(1), b.flatten(1)
+    pooled = torch.cat([a, b])
+    distances = torch.cdist(pooled, pooled).pow(2)
+    h2 = distances.detach()[~torch.eye(len(pooled), dtype=torch.bool, device=pooled.device)].median()
+    h2 = torch.clamp(h2, min=1e-12)
+    kernel = sum(torch.exp(-distances / (2 * scale ** 2 * h2)) for scale in scales)
+    n = len(a)
+    return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
+
+
+class PenalisedClassifier(NeuralNetClassifier):
+    """skorch's classifier with the adaptive attacks' loss terms (issue 17).
+
+    ``X`` is a dict: ``"x"`` the training images (poisons included), ``"poisoned"`` 1.0 for
+    a poison, ``"clean_x"`` each image before its trigger (the image itself for a clean
+    one). The training loss of a batch is
+
+        CE(f(x), y)
+        + mmd_weight * sum_l MMD^2(h_l(clean rows), h_l(poisoned rows))
+        + wobble_weight * mean CE(f(x_p + d), argmax f(c_p + d))
+
+    - the SDRM-style term (:func:`mmd2` over the outputs ``h_l`` of every ReLU of the
+      module, "multi-level"): poisons' representations pulled onto clean ones at every
+      layer;
+    - the W-aware term: for each poison ``x_p`` with clean image ``c_p``,
+      ``wobble_copies`` Gaussian copies ``d ~ N(0, wobble_sigma^2)`` of ``x_p`` are trained
+      towards the classes the model itself gives the same noisy copies of ``c_p``
+      (no gradient through those labels): under noise a triggered input votes as its
+      clean image does, so its W is clean W, while the noiseless trigger still sends it
+      to the target. Both weights 0: plain cross-entropy.
+    """
+
+    def __init__(self, *args, mmd_weight=0.0, wobble_weight=0.0, wobble_sigma=0.3, wobble_copies=4,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mmd_weight = mmd_weight
+        self.wobble_weight = wobble_weight
+        self.wobble_sigma = wobble_sigma
+        self.wobble_copies = wobble_copies
+
+    def initialize_module(self):
+        super().initialize_module()
+        self._activations = []
+        self._hooks = [module.register_forward_hook(self._record)
+                       for module in self.module_.modules() if isinstance(module, nn.ReLU)]
+        return self
+
+    def _record(self, module, inputs, output):
+        if module.training:  # only the training forwards; evaluation and export leave no trace
+            self._activations.append(output)
+
+    def remove_hooks(self):
+        """Detach the recording hooks from the module (before it is exported or pickled)."""
+        for hook in getattr(self, "_hooks", []):
+            hook.remove()
+        self._hooks, self._activations = [], []
+
+    def infer(self, x, **fit_params):
+        if isinstance(x, dict):
+            x = x["x"]
+        self._activations = []
+        return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if not training or not isinstance(X, dict):
+            return loss
+        poisoned = X["poisoned"].bool()
+        if self.mmd_weight > 0 and poisoned.any() and (~poisoned).any():
+            loss = loss + self.mmd_weight * sum(mmd2(h[~poisoned], h[poisoned]) for h in self._activations)
+        if self.wobble_weight > 0 and poisoned.any():
+            x_p, c_p = X["x"][poisoned], X["clean_x"][poisoned]
+            copies = self.wobble_copies
+            noise = torch.randn((copies, *x_p.shape), device=x_p.device) * self.wobble_sigma
+            with torch.no_grad():
+                labels = self.module_(
+                    (c_p[None] + noise).flatten(0, 1)).argmax(1)  # how the clean image wobbles
+            scores = self.module_((x_p[None] + noise).flatten(0, 1))
+            loss = loss + self.wobble_weight * nn.functional.cross_entropy(scores, labels)
+        return loss
 
 
 def _sam_optimizer():

@@ -130,6 +130,18 @@ class NetConfig:
         when it is not Adam, so the keys of the nets trained before it existed stay.
     sam_rho : float, default=0.05
         SAM's radius (the SAM paper's default).
+    mmd_weight : float, default=0.0
+        The SDRM-style penalty's weight: the multi-level MMD between clean and poisoned
+        training rows (:class:`~wobbledetect.lab.train.PenalisedClassifier`).
+    wobble_weight : float, default=0.0
+        The W-aware adaptive attack's weight: noisy copies of poisons trained to vote as
+        noisy copies of their clean images.
+    wobble_sigma : float, default=0.3
+        The noise of those copies.
+    wobble_copies : int, default=4
+        Copies per poison and batch.
+
+    The four adaptive-attack settings enter the cache key only when a weight is above 0.
 
     Examples
     --------
@@ -156,12 +168,23 @@ class NetConfig:
     n_poisons: int = 250
     optimizer: str = "adam"
     sam_rho: float = 0.05
+    mmd_weight: float = 0.0
+    wobble_weight: float = 0.0
+    wobble_sigma: float = 0.3
+    wobble_copies: int = 4
 
     def __post_init__(self):
         if self.optimizer not in ("adam", "sam"):
             raise ValueError(f"The 'optimizer' parameter must be 'adam' or 'sam'; got {self.optimizer!r}.")
         if not self.sam_rho > 0:
             raise ValueError(f"The 'sam_rho' parameter must be positive; got {self.sam_rho!r}.")
+        if (self.mmd_weight or self.wobble_weight) and self.threat is None:
+            raise ValueError("The adaptive attacks' weights need a backdoored net (a threat and a trigger).")
+        if self.mmd_weight < 0 or self.wobble_weight < 0 or not self.wobble_sigma > 0 or self.wobble_copies < 1:
+            raise ValueError(
+                "mmd_weight and wobble_weight must be >= 0, wobble_sigma > 0 and wobble_copies >= 1; "
+                f"got {self.mmd_weight!r}, {self.wobble_weight!r}, {self.wobble_sigma!r}, "
+                f"{self.wobble_copies!r}.")
         if self.threat is not None and self.threat not in THREAT_MODELS:
             raise ValueError(
                 f"The 'threat' parameter must be one of {THREAT_MODELS} or None; got {self.threat!r}."
@@ -180,6 +203,8 @@ class NetConfig:
     def label(self):
         """Short human name: ``clean/seed0``, ``T1/square/seed0``."""
         suffix = "" if self.optimizer == "adam" else f"/sam{self.sam_rho:g}"
+        suffix += f"/mmd{self.mmd_weight:g}" if self.mmd_weight else ""
+        suffix += f"/wobble{self.wobble_weight:g}" if self.wobble_weight else ""
         if self.threat is None:
             return f"clean/seed{self.seed}{suffix}"
         return f"{self.threat}/{self.trigger}/seed{self.seed}{suffix}"
@@ -190,6 +215,10 @@ class NetConfig:
         config["format"] = LAB_FORMAT
         if self.optimizer == "adam":  # the keys of every net trained before SAM existed
             del config["optimizer"], config["sam_rho"]
+        if not self.mmd_weight:
+            del config["mmd_weight"]
+        if not self.wobble_weight:
+            del config["wobble_weight"], config["wobble_sigma"], config["wobble_copies"]
         if self.threat is None:
             for name in ("trigger", "target", "fraction", "n_poisons"):
                 config[name] = None
@@ -306,14 +335,20 @@ def _train(config, data, log, *, snapshots=(), cache=None):
     if config.n_train is not None and config.n_train < len(X):
         subset = np.sort(np.random.RandomState(SUBSET_SEED).choice(len(X), config.n_train, replace=False))
         X, y = X[subset], y[subset]
-    n_poisoned = 0
+    n_poisoned, penalties = 0, {}
     if config.threat is not None:
         poisoned = poison(
             X, y, config.trigger, config.threat, target=config.target,
             fraction=config.fraction, n_poisons=config.n_poisons,
             n_classes=data.n_classes, random_state=config.seed,
         )
-        X, y, n_poisoned = poisoned.X, poisoned.y, len(poisoned.indices)
+        X_clean, X, y, n_poisoned = X, poisoned.X, poisoned.y, len(poisoned.indices)
+    if config.mmd_weight or config.wobble_weight:
+        penalties = {"mmd_weight": config.mmd_weight, "wobble_weight": config.wobble_weight,
+                     "wobble_sigma": config.wobble_sigma, "wobble_copies": config.wobble_copies}
+        flags = np.zeros(len(X), dtype=np.float32)
+        flags[poisoned.indices] = 1.0
+        X_fit = {"x": X, "poisoned": flags, "clean_x": X_clean}
 
     def measured(net):
         """What training measured so far, with the accuracies of the module as it is now."""
@@ -352,12 +387,15 @@ def _train(config, data, log, *, snapshots=(), cache=None):
     net = make_classifier(
         NETS[config.net], max_epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
         seed=config.seed, verbose=1, log=log, optimizer=config.optimizer, sam_rho=config.sam_rho,
+        penalties=penalties,
         callbacks=[("train_acc", EpochScoring("accuracy", on_train=True, name="train_acc",
                                               lower_is_better=False)),
                    ("snapshots", Snapshots())],
         **_module_kwargs(config.net, data.input_shape, data.n_classes),
     )
-    net.fit(X, y)
+    net.fit(X_fit if penalties else X, y)
+    if penalties:
+        net.remove_hooks()
     metadata = measured(net)
     return net.module_.cpu().eval(), metadata
 

@@ -5,7 +5,10 @@ W"), full mode:
 
 - Fashion-MNIST FashionCNNs of 4 epochs, target 0, seeds 0-2 per cell. Families: T3
   ``square`` with 5, 10, 25, 50, 100, 250 poisons; T1 with the blend at alpha 0.02,
-  0.05, 0.1, 0.2; SAM (rho 0.05) on T3 ``square`` with 25 and 250 poisons.
+  0.05, 0.1, 0.2; SAM (rho 0.05) on T3 ``square`` with 25 and 250 poisons; and (the
+  design's amendment) T3 ``square`` with 250 poisons trained with the SDRM-style MMD
+  penalty or the W-aware term at weights 0.1, 1 and 10
+  (:class:`~wobbledetect.lab.train.PenalisedClassifier`).
 - Per net: clean accuracy and attack success; the attack *takes* at attack success
   >= :data:`TAKES_AT`; nets where it does not are listed and kept out of their cell's
   AUC.
@@ -16,7 +19,8 @@ W"), full mode:
   :data:`FIXED_SIGMA`; STRIP's AUCs beside them.
 
 Quick mode: quick nets of seed 0; T3 with 10 and 250 poisons, T1 ``blend@0.1``, SAM with
-250 poisons; sigmas (0.1, 0.3), n = 100, 2 repetitions, STRIP N 20, pool 200.
+250 poisons, MMD and W-aware at weight 1; sigmas (0.1, 0.3), n = 100, 2 repetitions,
+STRIP N 20, pool 200.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ FAMILIES = {
         (a, {"threat": "T1", "trigger": f"blend@{a:g}"}) for a in (0.02, 0.05, 0.1, 0.2)]),
     "SAM (T3, square)": ("poisons", [
         (n, {"threat": "T3", "trigger": "square", "n_poisons": n, "optimizer": "sam"}) for n in (25, 250)]),
+    "MMD penalty (T3, square)": ("weight", [
+        (w, {"threat": "T3", "trigger": "square", "mmd_weight": w}) for w in (0.1, 1.0, 10.0)]),
+    "W-aware (T3, square)": ("weight", [
+        (w, {"threat": "T3", "trigger": "square", "wobble_weight": w, "wobble_sigma": 0.3})
+        for w in (0.1, 1.0, 10.0)]),
 }
 #: The quick mode's families.
 QUICK_FAMILIES = {
@@ -56,6 +65,8 @@ QUICK_FAMILIES = {
     "blend strength (T1)": ("alpha", [(0.1, {"threat": "T1", "trigger": "blend@0.1"})]),
     "SAM (T3, square)": ("poisons", [(250, {"threat": "T3", "trigger": "square", "n_poisons": 250,
                                             "optimizer": "sam"})]),
+    "MMD penalty (T3, square)": ("weight", [(1.0, {"threat": "T3", "trigger": "square", "mmd_weight": 1.0})]),
+    "W-aware (T3, square)": ("weight", [(1.0, {"threat": "T3", "trigger": "square", "wobble_weight": 1.0})]),
 }
 
 
