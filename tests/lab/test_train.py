@@ -146,6 +146,9 @@ def test_adaptive_attacks_are_in_the_cache_key_and_train_a_tiny_net(tmp_path):
     keys = {config_key(c.key_dict()) for c in (base, mmd, wobble, dataclasses_replace(wobble, wobble_sigma=0.5))}
     assert len(keys) == 4
     assert mmd.label == "T1/square/seed0/mmd1" and wobble.label == "T1/square/seed0/wobble1"
+    # a blend's strength is in the key too (the blend-strength family)
+    assert config_key(dataclasses_replace(base, trigger="blend@0.05").key_dict()) != config_key(
+        dataclasses_replace(base, trigger="blend@0.1").key_dict())
     with pytest.raises(ValueError, match="need a backdoored net"):
         NetConfig(threat=None, trigger=None, mmd_weight=1.0)
     data = load_lab_data("digits")
