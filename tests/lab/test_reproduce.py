@@ -438,10 +438,8 @@ def test_detectors_tiny(data_dir, lab_cache, tmp_path, tiny):
 
     results = detectors.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache,
                             log=lambda _: None)
-    saved = json.loads((tmp_path / "detectors.json").read_text())
-    assert saved["files"] == ["detectors.png", "detectors_scores.npz", "detectors.json"]
-    assert (tmp_path / "detectors.png").read_bytes()[:8] == PNG_MAGIC
-    scores = np.load(tmp_path / "detectors_scores.npz")
+    saved = _check_files(tmp_path, "detectors")
+    stored = np.load(tmp_path / "nets" / "T1_square_seed0.npz")  # every score, for a later run
     net, clean_net = saved["per_net"]["T1/square/seed0"], saved["per_net"]["clean/seed0"]
     summary = saved["summary"]["T1"]
     assert list(summary["per_input"]) == list(detectors.INPUT_DETECTORS)
@@ -449,7 +447,7 @@ def test_detectors_tiny(data_dir, lab_cache, tmp_path, tiny):
     assert clean_net["auc_per_set"]["mean STRIP"] is None  # a clean net has no positives
 
     # Recompute from the saved scores: sets are reference, 4 clean, 24 calibration, 4 triggered.
-    W, H = scores["T1/square/seed0/W/0.3"], scores["T1/square/seed0/STRIP"]
+    W, H = stored["W_0.3"], stored["STRIP"]
     assert W.shape == H.shape == (33, 25)
     clean, calibration, triggered = W[1:5], W[5:29], W[29:]
     y_sets, y_inputs = np.r_[np.zeros(4), np.ones(4)], np.r_[np.zeros(100), np.ones(100)]
@@ -472,6 +470,12 @@ def test_detectors_tiny(data_dir, lab_cache, tmp_path, tiny):
     assert saved["false_positive_rates"]["per_input"]["STRIP per input (calibrated)"]["-"] == (
         pytest.approx(np.mean(both)))
     assert results["seconds_per_100_inputs"]["W"] > 0
+    # a second run reads every net back and gives the same numbers
+    lines = []
+    detectors.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=lines.append)
+    assert sum("scores from" in line for line in lines) == 2
+    again = json.loads((tmp_path / "detectors.json").read_text())  # strict JSON: NaN is null
+    assert again["summary"] == saved["summary"] and again["per_net"] == saved["per_net"]
 
 
 @pytest.mark.slow
@@ -506,6 +510,12 @@ def test_attacks_tiny(data_dir, lab_cache, tmp_path, tiny):
     wobble = cells["W-aware (T3, square)"]["1.0"]["nets"][0]
     assert wobble["label"] == "T3/square/seed0/wobble1"
     assert saved["nets"][wobble["label"]]["key"] != saved["nets"]["T3/square/seed0"]["key"]
+    # a second run reads every net back (the one that did not take as well)
+    again = []
+    attacks.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=again.append,
+                families=families)
+    assert json.loads((tmp_path / "attacks.json").read_text())["cells"] == cells
+    assert not any("forwards in" in line for line in again)  # no W measured again
 
 
 # -- the CLI -----------------------------------------------------------------------------------

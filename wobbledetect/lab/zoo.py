@@ -201,8 +201,15 @@ class NetConfig:
 
     @property
     def label(self):
-        """Short human name: ``clean/seed0``, ``T1/square/seed0``."""
-        suffix = "" if self.optimizer == "adam" else f"/sam{self.sam_rho:g}"
+        """Short human name: ``clean/seed0``, ``T1/square/seed0``; settings away from their
+        defaults (poison count or share, SAM, the adaptive weights) are appended, as in
+        ``T3/square/seed0/p10``."""
+        suffix = ""  # settings away from the defaults, so that labels stay distinct
+        if self.threat == "T3" and self.n_poisons != 250:
+            suffix += f"/p{self.n_poisons}"
+        if self.threat in ("T1", "T2") and self.fraction != 0.15:
+            suffix += f"/f{self.fraction:g}"
+        suffix += "" if self.optimizer == "adam" else f"/sam{self.sam_rho:g}"
         suffix += f"/mmd{self.mmd_weight:g}" if self.mmd_weight else ""
         suffix += f"/wobble{self.wobble_weight:g}" if self.wobble_weight else ""
         if self.threat is None:

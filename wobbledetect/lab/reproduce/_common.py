@@ -32,7 +32,7 @@ from ..cache import ModelCache
 from ..zoo import NetConfig, get_net, load_lab_data
 
 __all__ = [
-    "Setup", "SETUPS", "Experiment", "sigma_key", "auc_or_nan", "draw_indices", "draw_triplets",
+    "Setup", "SETUPS", "Experiment", "NetRecord", "sigma_key", "auc_or_nan", "draw_indices", "draw_triplets",
     "zoo_configs",
     "reference_scores", "jsonable", "DIRECTIONS",
     "SET_SIZE", "TARGET", "NOISE_SEED", "DISPLAY_NAMES",
@@ -329,6 +329,53 @@ class Experiment:
         self.log(f"[{self.name}] wrote {', '.join(results['files'])} to {self.out_dir} "
                  f"in {results['seconds']:.0f} s")
         return results
+
+
+class NetRecord:
+    """One net's measurements in ``out_dir/nets/<label>.npz``, reused by a later identical run.
+
+    The file holds NumPy arrays and a JSON ``meta`` with the *signature* -- the net's cache
+    key and everything else that decides the measurements -- and the net's entry of the
+    figure's ``"nets"``. A file whose signature differs is measured again and replaced.
+    What lets a long run continue in another sitting, and Dask tasks hand back their nets.
+
+    Parameters
+    ----------
+    exp : Experiment
+    config : NetConfig
+    signature : dict
+        JSON-able; the cache key is added.
+    """
+
+    def __init__(self, exp, config, signature):
+        from ..cache import config_key
+
+        self.exp, self.config = exp, config
+        self.path = exp.out_dir / "nets" / f"{config.label.replace('/', '_')}.npz"
+        self.signature = {**signature, "key": config_key(config.key_dict())}
+
+    def load(self):
+        """``(arrays, meta)`` when the file matches the signature (and the net's entry is
+        restored into ``exp.nets``), else None."""
+        if not self.path.is_file():
+            return None
+        with np.load(self.path) as stored:
+            meta = json.loads(str(stored["meta"]))
+            if meta["signature"] != jsonable(self.signature):
+                self.exp.log(f"[{self.exp.name}] {self.path} was measured with other parameters; "
+                             "measuring again")
+                return None
+            arrays = {name: stored[name] for name in stored.files if name != "meta"}
+        self.exp.nets[self.config.label] = meta["net"] | {"from_cache": True}
+        return arrays, meta
+
+    def save(self, arrays, **meta):
+        """Write ``arrays`` and ``meta`` (with the signature and the net's entry), atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"signature": self.signature, **meta, "net": self.exp.nets[self.config.label]}
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, meta=json.dumps(jsonable(meta)), **arrays)
+        tmp.replace(self.path)
 
 
 def jsonable(value):

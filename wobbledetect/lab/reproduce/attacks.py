@@ -32,8 +32,10 @@ import numpy as np
 
 from ... import LeveneBackdoorDetector, STRIPTransformer, WobbledetectWarning
 from ...plotting import plot_line_panels
+from ..parallel import check_scheduler, experiment_from_spec, experiment_spec, run_tasks
 from ._common import (
-    DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_triplets, sigma_key,
+    DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, auc_or_nan, draw_triplets,
+    sigma_key,
 )
 
 __all__ = ["run", "FAMILIES", "QUICK_FAMILIES", "TAKES_AT", "FIXED_SIGMA", "ATTACK_SIGMAS"]
@@ -72,7 +74,7 @@ QUICK_FAMILIES = {
 
 def run(
     out_dir, *, quick=False, data_dir=None, cache_dir=None, dataset="fashion-mnist", log=print,
-    download=False, epochs=None, seeds=None, families=None,
+    download=False, epochs=None, seeds=None, families=None, scheduler=None,
 ):
     """Measure every attack family's detection AUC; write ``attacks.png`` and ``attacks.json``.
 
@@ -84,6 +86,9 @@ def run(
         Default (0, 1, 2); quick (0,).
     families : dict, optional
         As :data:`FAMILIES` (default; quick: :data:`QUICK_FAMILIES`).
+    scheduler : str or int, optional
+        Each net as a Dask task (:mod:`wobbledetect.lab.parallel`). Either way each net's
+        scores are kept in ``out_dir/nets/``, and a later identical run reads them back.
 
     Returns
     -------
@@ -110,28 +115,36 @@ def run(
     configs = [c for by_strength in cells.values() for cs in by_strength.values() for c in cs]
     exp.plan(configs, len(configs) * repetitions * 3 * SET_SIZE * exp.n_samples * len(sigmas))
 
-    data = exp.data
-    rng = np.random.RandomState(0)
-    pool = data.X_test[rng.permutation(len(data.y_test))[:n_pool]]
+    signature = {"sigmas": [sigma_key(x) for x in sigmas], "n_samples": exp.n_samples,
+                 "repetitions": repetitions, "strip_n": n_blends, "strip_pool": n_pool, "pool_seed": 0,
+                 "noise_seed": NOISE_SEED, "set_size": SET_SIZE, "takes_at": TAKES_AT}
+    measure = (sigmas, repetitions, n_blends, n_pool, signature)
+    if check_scheduler(scheduler) is not None:  # every missing net as a task; read back below
+        missing = [c for c in dict.fromkeys(configs) if NetRecord(exp, c, signature).load() is None]
+        run_tasks(scheduler, _net_task, [(experiment_spec(exp), c, measure) for c in missing],
+                  log=log, what="net")
     results = {}
     for family, by_strength in cells.items():
         for strength, configs_ in by_strength.items():
             nets, scores = [], {"labels": [], "W": {sigma_key(s): [] for s in sigmas}, "strip_input": [],
                                 "strip_set": [], "y_input": []}
             for config in configs_:
-                model = exp.net(config)
+                stored = NetRecord(exp, config, signature).load()
+                if stored is None:
+                    _measure_net(exp, config, measure)
+                    stored = NetRecord(exp, config, signature).load()
+                arrays, meta = stored
                 net = exp.nets[config.label]
-                took = net["backdoor_accuracy"] is not None and net["backdoor_accuracy"] >= TAKES_AT
                 nets.append({"label": config.label, "clean_accuracy": net["clean_accuracy"],
-                             "attack_success": net["backdoor_accuracy"], "took": took})
+                             "attack_success": net["backdoor_accuracy"], "took": meta["took"]})
                 log(f"[attacks] {family}, {strength}: {config.label} clean accuracy "
                     f"{net['clean_accuracy']:.3f}, attack success {net['backdoor_accuracy']:.3f}"
-                    + ("" if took else f" -- did not take (< {TAKES_AT}); not scored"))
-                if not took:
-                    continue
-                sets, _ = draw_triplets(data, config.trigger, repetitions, SET_SIZE,
-                                        np.random.RandomState(config.seed))
-                _score_net(exp, model, sets, pool, sigmas, n_blends, config.label, scores)
+                    + ("" if meta["took"] else f" -- did not take (< {TAKES_AT}); not scored"))
+                if meta["took"]:
+                    for name in ("labels", "strip_input", "strip_set", "y_input"):
+                        scores[name].append(arrays[name])
+                    for key in scores["W"]:
+                        scores["W"][key].append(arrays[f"W_{key}"])
             results.setdefault(family, {})[str(strength)] = {
                 "nets": nets, "took": sum(n["took"] for n in nets), **_aucs(scores, sigmas)}
 
@@ -154,26 +167,47 @@ def run(
     )
 
 
-def _score_net(exp, model, sets, pool, sigmas, n_blends, label, scores):
-    """Add one net's Levene scores (per sigma) and STRIP scores of its candidates to ``scores``."""
+def _measure_net(exp, config, measure):
+    """One net: train or load it; when its attack took, the Levene and STRIP scores of its
+    candidates; saved as a NetRecord (``took`` in its meta)."""
+    sigmas, repetitions, n_blends, n_pool, signature = measure
+    data = exp.data
+    model = exp.net(config)
+    success = exp.nets[config.label]["backdoor_accuracy"]
+    took = success is not None and success >= TAKES_AT
+    arrays = {}
+    if took:
+        pool = data.X_test[np.random.RandomState(0).permutation(len(data.y_test))[:n_pool]]
+        sets, _ = draw_triplets(data, config.trigger, repetitions, SET_SIZE, np.random.RandomState(config.seed))
+        arrays = _score_net(exp, model, sets, pool, sigmas, n_blends, config.label)
+    NetRecord(exp, config, signature).save(arrays, took=took)
+
+
+def _net_task(spec, config, measure):
+    """:func:`_measure_net` in a Dask worker (the Experiment rebuilt from the client's spec)."""
+    _measure_net(experiment_from_spec(spec), config, measure)
+    return config.label
+
+
+def _score_net(exp, model, sets, pool, sigmas, n_blends, label):
+    """One net's Levene scores (per sigma) and STRIP scores of its candidates."""
     n_rep = len(sets) // 3
     wob = exp.wobbliness(model)
     strip = STRIPTransformer(model, n_superimpositions=n_blends, random_state=NOISE_SEED,
                              input_shape=exp.data.input_shape).fit(pool)
     candidates = np.r_[[3 * r + 1 for r in range(n_rep)], [3 * r + 2 for r in range(n_rep)]]
     labels = np.r_[np.zeros(n_rep), np.ones(n_rep)]
-    scores["labels"].append(labels)
     H = strip.transform(sets[candidates])
-    scores["strip_set"].append(-H.mean(1))
-    scores["strip_input"].append(-H.ravel())
-    scores["y_input"].append(np.repeat(labels, SET_SIZE))
+    arrays = {"labels": labels, "strip_set": -H.mean(1), "strip_input": -H.ravel(),
+              "y_input": np.repeat(labels, SET_SIZE)}
     for sigma in sigmas:
         W = exp.W(wob, sigma, sets, label).reshape(n_rep, 3, SET_SIZE)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", WobbledetectWarning)
             per_rep = [LeveneBackdoorDetector().fit(W[r, :1]).score_samples(W[r, 1:]) for r in range(n_rep)]
         # the "smoother" score of clean candidates, then triggered ones (as ``labels``)
-        scores["W"][sigma_key(sigma)].append(np.r_[[s[0] for s in per_rep], [s[1] for s in per_rep]])
+        arrays[f"W_{sigma_key(sigma)}"] = np.r_[[s[0] for s in per_rep], [s[1] for s in per_rep]]
+    return arrays
 
 
 def _aucs(scores, sigmas):

@@ -41,8 +41,10 @@ from ... import (
 from ...plotting import plot_line_panels
 from ..train import predict
 from ..triggers import get_trigger
+from ..parallel import check_scheduler, experiment_from_spec, experiment_spec, run_tasks
 from ._common import (
-    DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, auc_or_nan, sigma_key, zoo_configs,
+    DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, auc_or_nan, sigma_key,
+    zoo_configs,
 )
 
 __all__ = ["run", "DETECTOR_SIGMAS", "ALPHA", "SET_DETECTORS", "INPUT_DETECTORS"]
@@ -65,9 +67,9 @@ _SIZES = {"full": (1000, 20, 20, 40, 100), "quick": (200, 4, 4, 24, 20)}
 
 def run(
     out_dir, *, quick=False, data_dir=None, cache_dir=None, dataset="fashion-mnist", log=print,
-    download=False, epochs=None, threats=None, triggers=None, seeds=None,
+    download=False, epochs=None, threats=None, triggers=None, seeds=None, scheduler=None,
 ):
-    """Compare W and STRIP on the zoo; write ``detectors.png``, ``.json`` and the scores.
+    """Compare W and STRIP on the zoo; write ``detectors.png``, ``.json`` and ``nets/*.npz``.
 
     Parameters
     ----------
@@ -75,6 +77,9 @@ def run(
         As for every figure: see :func:`wobbledetect.lab.reproduce.fig4.run`.
     threats, triggers, seeds : tuple, optional
         The zoo; default the design's (quick: T1, ``square``, seed 0).
+    scheduler : str or int, optional
+        Each net as a Dask task (:mod:`wobbledetect.lab.parallel`). Either way each net's
+        scores are kept in ``out_dir/nets/``, and a later identical run reads them back.
 
     Returns
     -------
@@ -104,18 +109,29 @@ def run(
                    for c in distinct)
     exp.plan(distinct, n_inputs * exp.n_samples * len(sigmas))
 
+    signature = {"sigmas": [sigma_key(x) for x in sigmas], "n_samples": exp.n_samples,
+                 "noise_seed": NOISE_SEED, "sizes": [n_pool, n_clean, n_triggered, n_calibration, n_blends],
+                 "set_size": SET_SIZE, "draw_seed": 0}
+    measure = (draw, sigmas, n_blends, signature)
+    if check_scheduler(scheduler) is not None:  # every missing net as a task; read back below
+        missing = [c for c in distinct if NetRecord(exp, c, signature).load() is None]
+        run_tasks(scheduler, _net_task, [(experiment_spec(exp), c, measure) for c in missing],
+                  log=log, what="net")
     per_net, scores = {}, {}
     for config in distinct:
-        model = exp.net(config)
         label = config.label
-        sets = data.X_test[draw["sets"]]  # reference, clean, calibration
-        if config.trigger is not None:
-            sets = np.concatenate([sets, get_trigger(config.trigger)(data.X_test[draw["triggered"]])])
-        W, H, seconds = _measure(exp, model, sets, data.X_test[draw["pool"]], sigmas, n_blends, label)
-        predicted = predict(model, sets.reshape(-1, *data.input_shape)).reshape(sets.shape[:2])
+        stored = NetRecord(exp, config, signature).load()
+        if stored is not None:
+            log(f"[detectors] {label}: scores from {NetRecord(exp, config, signature).path}")
+        else:
+            _measure_net(exp, config, measure)
+            stored = NetRecord(exp, config, signature).load()
+        arrays, meta = stored
+        W = {sigma_key(x): arrays[f"W_{sigma_key(x)}"] for x in sigmas}
+        H, predicted = arrays["STRIP"], arrays["predicted"]
         per_net[label] = _score_net(W, H, predicted, sigmas, n_clean, n_calibration,
                                     backdoored=config.trigger is not None)
-        per_net[label]["seconds_per_100_inputs"] = seconds
+        per_net[label]["seconds_per_100_inputs"] = meta["seconds_per_100_inputs"]
         scores[label] = {"W": W, "H": H, "predicted": predicted}
         log(f"[detectors] {label}: " + _net_line(per_net[label], sigmas))
 
@@ -124,12 +140,6 @@ def run(
     fpr, tpr = _rates(per_net, sigmas)
     timing = {what: float(np.median([net["seconds_per_100_inputs"][what] for net in per_net.values()]))
               for what in ("W", "STRIP")}
-    arrays = {}
-    for label, by_what in scores.items():
-        arrays[f"{label}/STRIP"] = by_what["H"].astype(np.float32)
-        arrays[f"{label}/predicted"] = by_what["predicted"].astype(np.int16)
-        arrays |= {f"{label}/W/{key}": W.astype(np.float32) for key, W in by_what["W"].items()}
-    np.savez_compressed(exp.out_dir / "detectors_scores.npz", **arrays)
     png = plot_line_panels(
         [_panel(threat, summary[threat], sigmas) for threat in threats], exp.out_dir / "detectors.png",
         suptitle=(f"W vs STRIP - median per-net ROC AUC, {DISPLAY_NAMES[exp.setup.dataset]}, "
@@ -153,9 +163,30 @@ def run(
             "seconds_per_100_inputs": timing,
             "per_net": per_net,
         },
-        [png, exp.out_dir / "detectors_scores.npz"],
+        [png],
     )
     return result
+
+
+def _measure_net(exp, config, measure):
+    """One net: train or load it, measure W, STRIP and its predictions, save a NetRecord."""
+    draw, sigmas, n_blends, signature = measure
+    data = exp.data
+    model = exp.net(config)
+    sets = data.X_test[draw["sets"]]  # reference, clean, calibration
+    if config.trigger is not None:
+        sets = np.concatenate([sets, get_trigger(config.trigger)(data.X_test[draw["triggered"]])])
+    W, H, seconds = _measure(exp, model, sets, data.X_test[draw["pool"]], sigmas, n_blends, config.label)
+    predicted = predict(model, sets.reshape(-1, *data.input_shape)).reshape(sets.shape[:2])
+    NetRecord(exp, config, signature).save(
+        {"STRIP": H, "predicted": predicted, **{f"W_{key}": values for key, values in W.items()}},
+        seconds_per_100_inputs=seconds)
+
+
+def _net_task(spec, config, measure):
+    """:func:`_measure_net` in a Dask worker (the Experiment rebuilt from the client's spec)."""
+    _measure_net(experiment_from_spec(spec), config, measure)
+    return config.label
 
 
 def _draw(data, rng, n_pool, n_clean, n_triggered, n_calibration):

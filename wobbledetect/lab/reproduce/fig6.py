@@ -45,19 +45,16 @@ one of them); (3 + 2 x 9) nets x 5 x 10 sets x 25 x 250 x 7 sigmas = 46M forward
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from ...plotting import plot_roc_panels
-from ..cache import config_key
 from ..parallel import check_scheduler, experiment_from_spec, experiment_spec, run_tasks
 from ..train import backdoor_accuracy
 from ..triggers import TRIGGER_SETS, get_trigger
 from ..zoo import check_snapshots
 from ._common import (
-    DIRECTIONS, DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, auc_or_nan, draw_indices,
-    jsonable, reference_scores, sigma_key, zoo_configs,
+    DIRECTIONS, DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, auc_or_nan,
+    draw_indices, reference_scores, sigma_key, zoo_configs,
 )
 from .fig6_scoring import score_breakdown
 
@@ -168,12 +165,12 @@ def run(
     W_of, cross_asr = {}, {}  # by net label; clean nets are scored once for all threats
     measure = (sets, others, candidate_triggers, signature, repetitions, per_rep, snapshots)
     if check_scheduler(scheduler) is not None:  # every missing net as a task; read back below
-        missing = [c for c in distinct if not _PerNet(exp.out_dir, c, signature).load(exp, {}, {})]
+        missing = [c for c in distinct if not _PerNet(exp, c, signature).load(exp, {}, {})]
         run_tasks(scheduler, _net_task, [(experiment_spec(exp), config, measure) for config in missing],
                   log=log, what="net")
     for i, config in enumerate(distinct, 1):
         log(f"[fig6] net {i}/{len(distinct)}: {config.label}")
-        stored = _PerNet(exp.out_dir, config, signature)
+        stored = _PerNet(exp, config, signature)
         if stored.load(exp, W_of, cross_asr):
             log(f"[fig6] {config.label}: W and attack success from {stored.path}")
             continue
@@ -341,7 +338,7 @@ def _measure_net(exp, config, measure, W_of, cross_asr):
         sigma_key(sigma): exp.W(wob, sigma, sets, config.label).reshape(repetitions, per_rep, SET_SIZE)
         for sigma in exp.sigmas
     }
-    _PerNet(exp.out_dir, config, signature).save(exp, W_of, cross_asr)
+    _PerNet(exp, config, signature).save(exp, W_of, cross_asr)
 
 
 def _net_task(spec, config, measure):
@@ -351,39 +348,21 @@ def _net_task(spec, config, measure):
     return config.label
 
 
-class _PerNet:
-    """One net's W and attack success in ``out_dir/nets/``, reused by a later identical run.
-
-    The file records the net's cache key and everything that decides its W (sets, sigmas,
-    n, noise seed); a file that does not match is measured again and replaced.
-    """
-
-    def __init__(self, out_dir, config, signature):
-        self.path = out_dir / "nets" / f"{config.label.replace('/', '_')}.npz"
-        self.config = config
-        self.signature = {**signature, "key": config_key(config.key_dict())}
+class _PerNet(NetRecord):
+    """One net's W and attack success in ``out_dir/nets/`` (a :class:`NetRecord`)."""
 
     def load(self, exp, W_of, cross_asr):
-        if not self.path.is_file():
+        stored = super().load()
+        if stored is None:
             return False
-        with np.load(self.path) as stored:
-            meta = json.loads(str(stored["meta"]))
-            if meta["signature"] != jsonable(self.signature):
-                exp.log(f"[fig6] {self.path} was measured with other parameters; measuring again")
-                return False
-            W_of[self.config.label] = {key: stored[f"W_{key}"] for key in meta["signature"]["sigmas"]}
+        arrays, meta = stored
+        W_of[self.config.label] = {key: arrays[f"W_{key}"] for key in meta["signature"]["sigmas"]}
         cross_asr[self.config.label] = meta["cross_asr"]
-        exp.nets[self.config.label] = meta["net"] | {"from_cache": True}
         return True
 
     def save(self, exp, W_of, cross_asr):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"signature": self.signature, "cross_asr": cross_asr[self.config.label],
-                "net": exp.nets[self.config.label]}
-        arrays = {f"W_{key}": np.asarray(W) for key, W in W_of[self.config.label].items()}
-        tmp = self.path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, meta=json.dumps(jsonable(meta)), **arrays)
-        tmp.replace(self.path)
+        super().save({f"W_{key}": np.asarray(W) for key, W in W_of[self.config.label].items()},
+                     cross_asr=cross_asr[self.config.label])
 
 
 def _plot(exp, threats, pairs, scores, auc, nets, repetitions):
