@@ -211,3 +211,16 @@ def test_a_model_without_a_torch_conversion_is_an_invalid_argument(srv, tiny_mod
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "could not be converted to torch by onnx2torch" in caught.value.details()
     assert srv.built.servicer.stats.completed == 0
+
+
+def test_a_server_with_tokens_refuses_a_screen_model_without_one(tmp_path, tiny_model):
+    with running_server(tmp_path / "store", tokens=("s3cret",)) as server:
+        metadata = (("authorization", "Bearer s3cret"),)
+        model_id = server.stub.UploadModel(iter([pb.UploadModelRequest(chunk=tiny_model)]),
+                                           metadata=metadata).model.model_id
+        with pytest.raises(grpc.RpcError) as caught:
+            list(server.stub.ScreenModel(_request(model_id, _clean())))
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        events = list(server.stub.ScreenModel(_request(model_id, _clean()), metadata=metadata))
+        assert events[-1].WhichOneof("event") == "result"
+        assert server.built.servicer.stats.started == 1  # the refused call computed nothing
