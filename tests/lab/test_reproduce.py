@@ -406,18 +406,21 @@ def test_cross_trigger_tiny(data_dir, lab_cache, tmp_path, tiny):
 
 
 @pytest.mark.slow
-def test_fig6_on_a_local_dask_cluster_gives_the_serial_results(data_dir, tmp_path, tiny,
+def test_fig6_on_a_local_dask_cluster_gives_the_serial_results(data_dir, lab_cache, tmp_path, tiny,
                                                                dask_scheduler):
     from wobbledetect.lab.cache import ModelCache
 
+    caches = {"dask": tmp_path / "cache-dask", "serial": lab_cache}
+
     def fig6_run(name, **kwargs):
         lines = []
-        fig6.run(tmp_path / name, quick=True, data_dir=data_dir, cache_dir=tmp_path / f"cache-{name}",
+        fig6.run(tmp_path / name, quick=True, data_dir=data_dir, cache_dir=caches[name],
                  triggers=("square",), log=lines.append, **kwargs)
         return json.loads((tmp_path / name / "fig6.json").read_text()), lines
 
-    # Each run trains its own nets: the cluster's in two worker processes.
-    on_dask, lines = fig6_run("dask", scheduler=dask_scheduler)  # two worker processes
+    # The cluster trains its nets in two worker processes, into a cache of its own; the
+    # serial nets are trained here (into the session's cache, where later tests find them).
+    on_dask, lines = fig6_run("dask", scheduler=dask_scheduler)
     serial, _ = fig6_run("serial")
     assert any(line.startswith("[dask] 2 net(s) on 2 worker(s)") for line in lines)
     for key in ("auc", "auc_by_direction", "scores", "pairs", "cross_trigger_backdoor_accuracy"):
@@ -425,7 +428,7 @@ def test_fig6_on_a_local_dask_cluster_gives_the_serial_results(data_dir, tmp_pat
     for label, net in serial["nets"].items():
         assert on_dask["nets"][label]["clean_accuracy"] == net["clean_accuracy"]
         config = NetConfig(threat=net["threat"], trigger=net["trigger"], seed=0, epochs=1, n_train=600)
-        weights = [ModelCache(tmp_path / f"cache-{name}").paths(config.key_dict())[0].read_bytes()
+        weights = [ModelCache(caches[name]).paths(config.key_dict())[0].read_bytes()
                    for name in ("dask", "serial")]
         assert weights[0] == weights[1], label  # trained in a worker, weight for weight the same
 
