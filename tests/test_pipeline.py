@@ -67,6 +67,7 @@ def dask_client(dask_scheduler):
         yield client
 
 
+@pytest.mark.slow  # starts a local Dask cluster of two processes
 @pytest.mark.parametrize("backend", ["skorch", "onnx"])
 def test_grid_search_on_dask_workers_gives_the_serial_results(backend, skorch_net, onnx_proto,
                                                                labelled_sets, dask_client):

@@ -132,6 +132,7 @@ def test_rescore_measures_w_again_on_the_same_sets(screened):
         screened.rescore(-1)
 
 
+@pytest.mark.slow  # a local Dask cluster of two processes
 def test_screen_models_on_dask_workers_gives_the_serial_screens(skorch_net, onnx_proto, image_data,
                                                                  dask_scheduler):
     from wobbledetect import screen_models

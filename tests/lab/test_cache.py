@@ -70,6 +70,7 @@ def _train_in_another_process(directory, marker, ready):
     torch.save({"hit": hit, **module.state_dict()}, f"{marker}.{os.getpid()}.pt")
 
 
+@pytest.mark.slow  # spawns two Python processes
 def test_two_processes_asking_for_one_net_train_it_once_and_share_it(tmp_path):
     import multiprocessing
 

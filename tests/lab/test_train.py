@@ -14,6 +14,7 @@ from wobbledetect.lab.train import SAMClassifier, make_classifier
 from wobbledetect.lab.zoo import NetConfig
 
 pytest.importorskip("pytorch_optimizer")
+pytestmark = pytest.mark.slow  # trains networks (tiny ones)
 
 
 def _batch():
