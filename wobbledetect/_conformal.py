@@ -33,7 +33,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ._exceptions import CalibrationWarning
-from ._levene import _clean_rows
+from ._levene import _clean_rows, detector_tags
 from ._progress import issue
 
 __all__ = ["ConformalDetector", "conformal_p_values"]
@@ -328,8 +328,4 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
         return np.sort(order[n_calibration:]), np.sort(order[:n_calibration])
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.classifier_tags.multi_class = False
-        tags.classifier_tags.poor_score = True
-        return tags
+        return detector_tags(super().__sklearn_tags__())

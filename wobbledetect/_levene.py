@@ -386,11 +386,7 @@ class LeveneBackdoorDetector(ClassifierMixin, BaseEstimator):
         return float(p), float(-scipy.stats.f.logsf(statistic, 1, dfd) / _LN10)
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.classifier_tags.multi_class = False
-        tags.classifier_tags.poor_score = True
-        return tags
+        return detector_tags(super().__sklearn_tags__())
 
 
 @dataclass(frozen=True)
@@ -414,6 +410,15 @@ class ScreenReport:
     scores: np.ndarray
     labels: np.ndarray
     warnings: list
+
+
+def detector_tags(tags):
+    """The scikit-learn tags of a binary trigger detector: NaN marks a missing value, two
+    classes only, and no promise of accuracy on the common checks' random data."""
+    tags.input_tags.allow_nan = True
+    tags.classifier_tags.multi_class = False
+    tags.classifier_tags.poor_score = True
+    return tags
 
 
 def _plain(label):

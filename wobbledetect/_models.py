@@ -409,3 +409,29 @@ class HoldsModel:
         params = self.get_params(deep=False)
         model = params.pop("model")
         return type(self)(model=model, **{k: clone(v, safe=False) for k, v in params.items()})
+
+
+class ScoresInputs(HoldsModel):
+    """Mixin of the transformers that score each input through a model (W, STRIP).
+
+    They take sets of inputs (3-D and deeper ``X``) and return float64 scores, and they
+    pickle without device-bound state: the predictor is dropped (rebuilt on first use)
+    and a torch module on a GPU is copied to the CPU, so an object pickled on a GPU host
+    loads on a CPU one.
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("predictor_", None)  # device-bound; rebuilt on first use
+        model = state.get("model")
+        if isinstance(model, torch.nn.Module) and any(
+            t.device.type != "cpu" for t in (*model.parameters(), *model.buffers())
+        ):
+            state["model"] = copy.deepcopy(model).cpu()
+        return state

@@ -16,7 +16,6 @@ so that it drops into the same Pipelines (per input, or per set through
 
 from __future__ import annotations
 
-import copy
 from numbers import Integral
 
 import numpy as np
@@ -27,7 +26,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._inputs import check_input_shape, validate_fit_inputs, validate_inputs
-from ._models import HoldsModel, make_predictor, trial_forward
+from ._models import ScoresInputs, make_predictor, trial_forward
 from ._noise import base_seed, block_seed, row_digests
 
 __all__ = ["STRIPTransformer", "output_entropy"]
@@ -65,7 +64,7 @@ def output_entropy(scores, outputs):
     return -torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(dim=1)
 
 
-class STRIPTransformer(HoldsModel, TransformerMixin, BaseEstimator):
+class STRIPTransformer(ScoresInputs, TransformerMixin, BaseEstimator):
     """STRIP entropy of each input: its blends with held-out clean inputs, averaged.
 
     For an input ``x`` and ``N = n_superimpositions`` clean inputs ``c_j`` drawn without
@@ -267,21 +266,3 @@ class STRIPTransformer(HoldsModel, TransformerMixin, BaseEstimator):
         if getattr(self, "predictor_", None) is None:  # after unpickling
             self.predictor_ = make_predictor(self.model, self.device)
         return self.predictor_
-
-    # -- scikit-learn protocol -------------------------------------------------------
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
-        tags.transformer_tags.preserves_dtype = ["float64"]
-        return tags
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("predictor_", None)  # device-bound; rebuilt on first use
-        model = state.get("model")
-        if isinstance(model, torch.nn.Module) and any(
-            t.device.type != "cpu" for t in (*model.parameters(), *model.buffers())
-        ):
-            state["model"] = copy.deepcopy(model).cpu()
-        return state

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 from numbers import Integral, Real
 
@@ -16,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._inference import INFERENCE_PATHS, accelerate
 from ._inputs import check_bool, check_input_shape, validate_fit_inputs, validate_inputs
-from ._models import HoldsModel, make_predictor, resolve_device, trial_forward
+from ._models import ScoresInputs, make_predictor, resolve_device, trial_forward
 from ._noise import base_seed
 from ._votes import count_votes
 
@@ -68,7 +67,7 @@ def vote_entropy(counts, *, estimator="plugin"):
     return W
 
 
-class WobblinessTransformer(HoldsModel, TransformerMixin, BaseEstimator):
+class WobblinessTransformer(ScoresInputs, TransformerMixin, BaseEstimator):
     """Wobbliness W_sigma of a trained classifier around each input (paper eq. 1-3).
 
     For every input ``x`` the model classifies ``n_samples`` noisy copies ``x + delta``,
@@ -343,21 +342,7 @@ class WobblinessTransformer(HoldsModel, TransformerMixin, BaseEstimator):
 
     # -- scikit-learn protocol -------------------------------------------------------
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
-        tags.transformer_tags.preserves_dtype = ["float64"]
-        return tags
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("predictor_", None)  # device-bound; rebuilt on first use
-        model = state.get("model")
-        if isinstance(model, torch.nn.Module) and any(
-            t.device.type != "cpu" for t in (*model.parameters(), *model.buffers())
-        ):
-            state["model"] = copy.deepcopy(model).cpu()
-        return state
+    # __sklearn_tags__ and __getstate__: ScoresInputs.
 
     def __setstate__(self, state):
         super().__setstate__(state)
