@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The full-mode runs that are designed but not yet measured (docs/results.md), one after
+# the other. Each resumes from its out/nets/ folder, so the script can be stopped and
+# started again at any point; each appends its log beside its JSON.
+#
+#   bash examples/full_runs.sh                  # cache in $WOBBLEDETECT_CACHE or ~/.cache
+#   WOBBLEDETECT_CACHE=/work/cache bash examples/full_runs.sh
+#
+# About 16 h on 2 CPU cores (docs/lab.md has the costs); far less on a GPU.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DATA="${WOBBLEDETECT_DATA:-../shared/data}"
+run() {  # run OUT FIGURE ARGS...
+  local out=$1 figure=$2; shift 2
+  mkdir -p "$out"
+  echo "--- $figure started $(date -u +%FT%TZ) ---" >> "$out/$figure.log"
+  .venv/bin/wobbledetect reproduce "$figure" "$@" --out "$out" --data-dir "$DATA" \
+      ${WOBBLEDETECT_CACHE:+--cache-dir "$WOBBLEDETECT_CACHE"} >> "$out/$figure.log" 2>&1
+  echo "exit $? $figure $out $(date -u +%FT%TZ)"
+}
+# Issue 13: why Fig. 6 does not reproduce.
+run examples/results/fig6-e16 fig6 --epochs 16 --snapshots 4
+run examples/results/fig6-e4-null fig6 --epochs 4
+run examples/results/fig6-separated-e16 fig6 --trigger-set separated --epochs 16 --snapshots 4
+run examples/results/fig6-separated-e4 fig6 --trigger-set separated --epochs 4
+# Issue 15: W beside STRIP, calibrated false-positive rates (on the 4-epoch zoo above).
+run examples/results/detectors detectors
+# Issue 17: weak and adaptive attacks.
+run examples/results/attacks attacks
+# Issue 14: the paper's section 5 on Fashion-MNIST.
+run examples/results/fig7 fig7
+run examples/results/nc-candidates nc-candidates
+run examples/results/screen-zoo-fashion-mnist screen-zoo --dataset fashion-mnist
