@@ -42,7 +42,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._exceptions import NeuralCleanseWarning
 from ._gradients import first_output, open_module
 from ._inputs import check_input_range, check_input_shape, validate_fit_inputs, validate_inputs
-from ._models import HoldsModel
+from ._models import HoldsModel, output_kind
 from ._progress import check_callback, issue, report
 
 __all__ = ["NeuralCleanse", "anomaly_index"]
@@ -278,8 +278,7 @@ class NeuralCleanse(HoldsModel, BaseEstimator):
         inputs, input_shape = validate_fit_inputs(self, X, input_shape)
         module, device, scores, self.n_classes_ = open_module(self.model, self.device, inputs)
         batch = torch.from_numpy(inputs).to(device)
-        self.outputs_ = "probabilities" if bool(((scores >= 0) & (scores <= 1)).all()
-                                   and torch.allclose(scores.sum(1), torch.ones(len(scores), device=device), atol=1e-4)) else "logits"
+        self.outputs_ = output_kind(scores)
         self.classes_ = self._classes()
         self.input_shape_ = tuple(input_shape)
         self.device_ = device

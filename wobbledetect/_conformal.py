@@ -197,8 +197,6 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
                 "takes; without one, fit takes X (and y) alone."
             )
         X = self._validated(X, reset=True, y=y)
-        if y is not None and len(np.unique(column_or_1d(y))) > 2:
-            check_classification_targets(column_or_1d(y))
         if y is None:
             self.classes_ = np.array([0, 1])
             clean = np.ones(len(X), dtype=bool)

@@ -27,7 +27,9 @@ import numpy as np
 import torch
 
 from ._exceptions import ModelConversionError
-from ._models import _is_onnx_proto, _is_skorch_net, _onnx_source, _skorch_module, resolve_device
+from ._models import (
+    _is_onnx_proto, _is_skorch_net, _onnx_source, _skorch_module, check_scores, resolve_device,
+)
 
 __all__ = ["differentiable_module", "open_module", "first_output", "ONNX2TORCH_OPSET"]
 
@@ -189,8 +191,6 @@ def open_module(model, device, inputs):
         The module's scores of the first (up to 8) inputs.
     n_classes : int
     """
-    from ._models import check_scores
-
     device = resolve_device(device)
     trial = inputs[:8]
     module = differentiable_module(model, device, check_inputs=trial)

@@ -16,11 +16,17 @@ from .v1 import screening_pb2 as pb
 
 __all__ = [
     "ModelInfo", "WobblinessResult", "CandidateResult", "ScreenResult", "ScreenWarning",
-    "ModelScreenResult", "DIRECTIONS", "direction_name", "model_screen_result",
+    "ModelScreenResult", "DIRECTIONS", "direction_name", "model_screen_result", "class_screen_fields",
 ]
 
 #: ``ModelScreen.table_`` column -> ``ClassScreen`` field, where the names differ.
 _TABLE_FIELDS = {"class": "class_index", "median_W": "median_wobbliness", "median_p": "median_p_value"}
+
+
+def class_screen_fields(table, i):
+    """Row ``i`` of a ``ModelScreen.table_`` as ``ClassScreen`` fields (the server's side of
+    :func:`model_screen_result`)."""
+    return {_TABLE_FIELDS.get(column, column): table[column][i].item() for column in TABLE_COLUMNS}
 
 
 #: The detector's ``direction`` values (the library's ``DIRECTIONS``) and their wire

@@ -374,6 +374,23 @@ def trial_forward(predictor, inputs) -> int:
     return check_scores(scores, len(inputs))
 
 
+def output_kind(scores) -> str:
+    """``"probabilities"`` when every row of ``scores`` is in [0, 1] and sums to 1 (within
+    1e-4), else ``"logits"``: what a model's class scores are.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from wobbledetect._models import output_kind
+    >>> output_kind(torch.tensor([[0.2, 0.8]])), output_kind(torch.tensor([[2.0, -1.0]]))
+    ('probabilities', 'logits')
+    """
+    ones = torch.ones(len(scores), dtype=scores.dtype, device=scores.device)
+    is_probability = bool(((scores >= 0) & (scores <= 1)).all()) and torch.allclose(
+        scores.sum(dim=1), ones, atol=1e-4)
+    return "probabilities" if is_probability else "logits"
+
+
 def check_scores(scores, n_rows: int) -> int:
     """Validate a model's output on a trial batch and return ``n_classes``."""
     shape = tuple(scores.shape)

@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._inputs import check_input_shape, validate_fit_inputs, validate_inputs
-from ._models import ScoresInputs, make_predictor, trial_forward
+from ._models import ScoresInputs, make_predictor, output_kind, trial_forward
 from ._noise import base_seed, block_seed, row_digests
 
 __all__ = ["STRIPTransformer", "output_entropy"]
@@ -257,10 +257,7 @@ class STRIPTransformer(ScoresInputs, TransformerMixin, BaseEstimator):
         with torch.no_grad():
             scores = self.predictor_.scores(
                 torch.from_numpy(self.pool_[:64].copy()).to(self.device_)).double()
-        is_probability = bool(((scores >= 0) & (scores <= 1)).all()) and torch.allclose(
-            scores.sum(dim=1), torch.ones(len(scores), dtype=scores.dtype, device=scores.device),
-            atol=1e-4)
-        return "probabilities" if is_probability else "logits"
+        return output_kind(scores)
 
     def _predictor(self):
         if getattr(self, "predictor_", None) is None:  # after unpickling

@@ -31,7 +31,7 @@ from wobbledetect import (
     check_set_size,
 )
 from wobbledetect._grpc_codec import from_tensor, to_tensor
-from wobbledetect._grpc_results import DIRECTIONS, direction_name
+from wobbledetect._grpc_results import DIRECTIONS, class_screen_fields, direction_name
 from wobbledetect.v1 import screening_pb2 as pb
 from wobbledetect.v1 import screening_pb2_grpc, tensor_pb2
 
@@ -52,8 +52,9 @@ DEFAULT_N_SAMPLES = int(_WOBBLINESS_DEFAULTS["n_samples"])
 DEFAULT_ALPHA = float(LeveneBackdoorDetector().alpha)
 #: ModelScreen's defaults: what ScreenModel's unset fields mean.
 _SCREEN_MODEL_DEFAULTS = ModelScreen(model=None).get_params()
-#: Neural Cleanse's default step budget (ScreenModel's max_steps when unset).
-DEFAULT_MAX_STEPS = 1000
+#: Neural Cleanse's defaults: ScreenModel's max_steps and input range when unset.
+_CLEANSE_DEFAULTS = NeuralCleanse(model=None).get_params()
+DEFAULT_MAX_STEPS = int(_CLEANSE_DEFAULTS["max_steps"])
 #: Largest sigma accepted. Far beyond any input scale, noise this large makes every W
 #: meaningless, and past float32's range it would overflow to inf.
 MAX_SIGMA = 1e6
@@ -311,7 +312,7 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
                 "Only one of input_min and input_max is set; set both (the range of valid "
                 "input values), or neither for [0, 1]."
             )
-        input_range = (0.0, 1.0)
+        input_range = tuple(_CLEANSE_DEFAULTS["input_range"])
         if request.HasField("input_min"):
             input_range = (request.input_min, request.input_max)
             if not (all(map(math.isfinite, input_range)) and input_range[0] < input_range[1]):
@@ -538,17 +539,9 @@ def _screen_model_response(screen, request, *, seed):
     )
     if screen.suspected_class_ >= 0:
         response.suspected_class = screen.suspected_class_
-    for i, k in enumerate(t["class"]):
-        row = response.classes.add(
-            class_index=int(k), mask_norm=t["mask_norm"][i],
-            nc_anomaly_index=t["nc_anomaly_index"][i], nc_flagged=bool(t["nc_flagged"][i]),
-            attack_success=t["attack_success"][i],
-            reached_threshold=bool(cleanse.reached_threshold_[i]),
-            median_wobbliness=t["median_W"][i], median_p_value=t["median_p"][i],
-            smoother_share=t["smoother_share"][i], wobblier_share=t["wobblier_share"][i],
-            levene_score=t["levene_score"][i], smoothing_index=t["smoothing_index"][i],
-            combined_index=t["combined_index"][i],
-        )
+    for i in range(len(t["class"])):
+        row = response.classes.add(**class_screen_fields(t, i),
+                                   reached_threshold=bool(cleanse.reached_threshold_[i]))
         if request.return_candidates:
             row.mask.CopyFrom(to_tensor(cleanse.masks_[i]))
             row.pattern.CopyFrom(to_tensor(cleanse.patterns_[i]))

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._levene import DIRECTIONS
-from ..cache import ModelCache
+from ..cache import ModelCache, config_key
 from ..zoo import NetConfig, get_net, load_lab_data
 
 __all__ = [
@@ -348,8 +348,6 @@ class NetRecord:
     """
 
     def __init__(self, exp, config, signature):
-        from ..cache import config_key
-
         self.exp, self.config = exp, config
         self.path = exp.out_dir / "nets" / f"{config.label.replace('/', '_')}.npz"
         self.signature = {**signature, "key": config_key(config.key_dict())}
