@@ -147,7 +147,7 @@ def test_fig6_quick(data_dir, lab_cache, tmp_path, capsys):
     again = []
     fig6.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=again.append,
              triggers=("square", "checker2"))
-    assert sum("W and attack success from" in line for line in again) == 3
+    assert sum("measured before, read from" in line for line in again) == 3
     assert not any("forwards in" in line for line in again)
     resumed = json.loads((tmp_path / "fig6.json").read_text())
     for key in ("auc_by_direction", "scores", "null_scores", "scoring", "cross_trigger_backdoor_accuracy"):
@@ -477,7 +477,7 @@ def test_detectors_tiny(data_dir, lab_cache, tmp_path, tiny):
     # a second run reads every net back and gives the same numbers
     lines = []
     detectors.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=lines.append)
-    assert sum("scores from" in line for line in lines) == 2
+    assert sum("measured before, read from" in line for line in lines) == 2
     again = json.loads((tmp_path / "detectors.json").read_text())  # strict JSON: NaN is null
     assert again["summary"] == saved["summary"] and again["per_net"] == saved["per_net"]
 
@@ -588,6 +588,41 @@ def test_fig6_trains_its_nets_with_the_snapshots_asked_for(data_dir, tmp_path, m
     with pytest.raises(Stop):
         fig6.run(tmp_path, epochs=16, snapshots=(8, 4), data_dir=data_dir, cache_dir=tmp_path)
     assert asked == [(16, [4, 8])]
+
+
+def test_measure_nets_measures_each_net_once_and_reads_it_back_in_a_later_sitting(tmp_path):
+    from types import SimpleNamespace
+
+    lines, measured = [], []
+    exp = SimpleNamespace(name="fig", out_dir=tmp_path, log=lines.append, nets={})
+    clean = NetConfig(threat=None, trigger=None, seed=0)
+    square = NetConfig(threat="T1", trigger="square", seed=0)
+
+    def measure_net(exp, config, measure):
+        measured.append(config.label)
+        exp.nets[config.label] = {"clean_accuracy": 0.9}
+        _common.NetRecord(exp, config, measure).save({"W": np.full(3, len(config.label))}, took=True)
+
+    signature = {"sigmas": ["0.3"]}
+    records = _common.measure_nets(exp, [square, clean, square], signature, measure_net, signature)
+    assert measured == ["T1/square/seed0", "clean/seed0"]  # repeats measured once, in order
+    assert list(records) == ["T1/square/seed0", "clean/seed0"]
+    arrays, meta = records["clean/seed0"]
+    assert arrays["W"].tolist() == [11, 11, 11] and meta["took"] is True
+    assert meta["signature"]["key"] == config_key(clean.key_dict())
+    # Another sitting: read back, nothing measured, the nets' entries restored.
+    exp.nets.clear()
+    again = _common.measure_nets(exp, [clean, square], signature, measure_net, signature)
+    assert measured == ["T1/square/seed0", "clean/seed0"]
+    assert again["T1/square/seed0"][0]["W"].tolist() == [15, 15, 15]
+    assert exp.nets["clean/seed0"] == {"clean_accuracy": 0.9, "from_cache": True}
+    assert sum("measured before, read from" in line for line in lines) == 2
+    # Other parameters: measured again, and the file replaced.
+    _common.measure_nets(exp, [clean], {"sigmas": ["0.5"]}, measure_net, {"sigmas": ["0.5"]})
+    assert measured[-1] == "clean/seed0" and any("measured with other parameters" in x for x in lines)
+    # A measure_net that saves nothing is an error, not a silent gap.
+    with pytest.raises(RuntimeError, match="could not be read back"):
+        _common.measure_nets(exp, [NetConfig(threat=None, trigger=None, seed=1)], signature, lambda *args: None, signature)
 
 
 def test_epochs_must_be_a_positive_integer(tmp_path):

@@ -29,10 +29,11 @@ import numpy as np
 
 from ..._levene import DIRECTIONS
 from ..cache import ModelCache, config_key
+from ..parallel import check_scheduler, experiment_from_spec, experiment_spec, run_tasks
 from ..zoo import NetConfig, get_net, load_lab_data
 
 __all__ = [
-    "Setup", "SETUPS", "Experiment", "NetRecord", "sigma_key", "auc_or_nan", "draw_indices", "draw_triplets",
+    "Setup", "SETUPS", "Experiment", "NetRecord", "measure_nets", "sigma_key", "auc_or_nan", "draw_indices", "draw_triplets",
     "zoo_configs",
     "reference_scores", "jsonable", "DIRECTIONS",
     "SET_SIZE", "TARGET", "NOISE_SEED", "DISPLAY_NAMES",
@@ -374,6 +375,66 @@ class NetRecord:
         tmp = self.path.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, meta=json.dumps(jsonable(meta)), **arrays)
         tmp.replace(self.path)
+
+
+def measure_nets(exp, configs, signature, measure_net, measure, *, scheduler=None):
+    """Every net's :class:`NetRecord`, read back where one matches, else measured now.
+
+    What lets ``fig6``, ``detectors`` and ``attacks`` continue a long run in another
+    sitting and hand their nets to Dask: each net's record is read once; a net without a
+    matching one is measured by ``measure_net(exp, config, measure)``, which must save
+    its record -- here, one after the other, or with ``scheduler`` each as a Dask task
+    (the Experiment rebuilt in the worker from
+    :func:`~wobbledetect.lab.parallel.experiment_spec`). The records of the measured nets
+    are then read back, so a serial, a resumed and a Dask run give the same numbers.
+
+    Parameters
+    ----------
+    exp : Experiment
+    configs : iterable of NetConfig
+        Repeats are measured once.
+    signature : dict
+        Everything besides the net's cache key that decides the measurements.
+    measure_net : callable
+        ``measure_net(exp, config, measure)``; a module-level function (Dask pickles it).
+    measure : tuple
+        What ``measure_net`` needs besides the net; picklable.
+    scheduler : str or int, optional
+        See :mod:`wobbledetect.lab.parallel`.
+
+    Returns
+    -------
+    dict
+        ``{label: (arrays, meta)}`` in the order of ``configs``; ``exp.nets`` holds every
+        net's entry.
+    """
+    scheduler = check_scheduler(scheduler)
+    configs = list(dict.fromkeys(configs))
+    records = {}
+    for config in configs:
+        record = NetRecord(exp, config, signature)
+        records[config.label] = record.load()
+        if records[config.label] is not None:
+            exp.log(f"[{exp.name}] {config.label}: measured before, read from {record.path}")
+    missing = [config for config in configs if records[config.label] is None]
+    if scheduler is not None and missing:
+        run_tasks(scheduler, _measure_task, [(experiment_spec(exp), measure_net, config, measure)
+                                             for config in missing], log=exp.log, what="net")
+    for i, config in enumerate(missing, 1):
+        if scheduler is None:
+            exp.log(f"[{exp.name}] net {i}/{len(missing)} to measure: {config.label}")
+            measure_net(exp, config, measure)
+        records[config.label] = NetRecord(exp, config, signature).load()
+        if records[config.label] is None:
+            raise RuntimeError(f"{config.label}: measured, but its record in {exp.out_dir / 'nets'} "
+                               "could not be read back.")
+    return records
+
+
+def _measure_task(spec, measure_net, config, measure):
+    """``measure_net`` in a Dask worker, the Experiment rebuilt from the client's spec."""
+    measure_net(experiment_from_spec(spec), config, measure)
+    return config.label
 
 
 def jsonable(value):

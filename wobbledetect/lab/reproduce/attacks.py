@@ -32,10 +32,9 @@ import numpy as np
 
 from ... import LeveneBackdoorDetector, STRIPTransformer, WobbledetectWarning
 from ...plotting import plot_line_panels
-from ..parallel import check_scheduler, experiment_from_spec, experiment_spec, run_tasks
 from ._common import (
     DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, auc_or_nan, draw_triplets,
-    sigma_key,
+    measure_nets, sigma_key,
 )
 
 __all__ = ["run", "FAMILIES", "QUICK_FAMILIES", "TAKES_AT", "FIXED_SIGMA", "ATTACK_SIGMAS"]
@@ -119,21 +118,14 @@ def run(
                  "repetitions": repetitions, "strip_n": n_blends, "strip_pool": n_pool, "pool_seed": 0,
                  "noise_seed": NOISE_SEED, "set_size": SET_SIZE, "takes_at": TAKES_AT}
     measure = (sigmas, repetitions, n_blends, n_pool, signature)
-    if check_scheduler(scheduler) is not None:  # every missing net as a task; read back below
-        missing = [c for c in dict.fromkeys(configs) if NetRecord(exp, c, signature).load() is None]
-        run_tasks(scheduler, _net_task, [(experiment_spec(exp), c, measure) for c in missing],
-                  log=log, what="net")
+    records = measure_nets(exp, configs, signature, _measure_net, measure, scheduler=scheduler)
     results = {}
     for family, by_strength in cells.items():
         for strength, configs_ in by_strength.items():
             nets, scores = [], {"labels": [], "W": {sigma_key(s): [] for s in sigmas}, "strip_input": [],
                                 "strip_set": [], "y_input": []}
             for config in configs_:
-                stored = NetRecord(exp, config, signature).load()
-                if stored is None:
-                    _measure_net(exp, config, measure)
-                    stored = NetRecord(exp, config, signature).load()
-                arrays, meta = stored
+                arrays, meta = records[config.label]
                 net = exp.nets[config.label]
                 nets.append({"label": config.label, "clean_accuracy": net["clean_accuracy"],
                              "attack_success": net["backdoor_accuracy"], "took": meta["took"]})
@@ -181,12 +173,6 @@ def _measure_net(exp, config, measure):
         sets, _ = draw_triplets(data, config.trigger, repetitions, SET_SIZE, np.random.RandomState(config.seed))
         arrays = _score_net(exp, model, sets, pool, sigmas, n_blends, config.label)
     NetRecord(exp, config, signature).save(arrays, took=took)
-
-
-def _net_task(spec, config, measure):
-    """:func:`_measure_net` in a Dask worker (the Experiment rebuilt from the client's spec)."""
-    _measure_net(experiment_from_spec(spec), config, measure)
-    return config.label
 
 
 def _score_net(exp, model, sets, pool, sigmas, n_blends, label):

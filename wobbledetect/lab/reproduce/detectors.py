@@ -41,9 +41,8 @@ from ... import (
 from ...plotting import plot_line_panels
 from ..train import predict
 from ..triggers import get_trigger
-from ..parallel import check_scheduler, experiment_from_spec, experiment_spec, run_tasks
 from ._common import (
-    DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, auc_or_nan, sigma_key,
+    DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, auc_or_nan, measure_nets, sigma_key,
     zoo_configs,
 )
 
@@ -113,20 +112,11 @@ def run(
                  "noise_seed": NOISE_SEED, "sizes": [n_pool, n_clean, n_triggered, n_calibration, n_blends],
                  "set_size": SET_SIZE, "draw_seed": 0}
     measure = (draw, sigmas, n_blends, signature)
-    if check_scheduler(scheduler) is not None:  # every missing net as a task; read back below
-        missing = [c for c in distinct if NetRecord(exp, c, signature).load() is None]
-        run_tasks(scheduler, _net_task, [(experiment_spec(exp), c, measure) for c in missing],
-                  log=log, what="net")
+    records = measure_nets(exp, distinct, signature, _measure_net, measure, scheduler=scheduler)
     per_net, scores = {}, {}
     for config in distinct:
         label = config.label
-        stored = NetRecord(exp, config, signature).load()
-        if stored is not None:
-            log(f"[detectors] {label}: scores from {NetRecord(exp, config, signature).path}")
-        else:
-            _measure_net(exp, config, measure)
-            stored = NetRecord(exp, config, signature).load()
-        arrays, meta = stored
+        arrays, meta = records[label]
         W = {sigma_key(x): arrays[f"W_{sigma_key(x)}"] for x in sigmas}
         H, predicted = arrays["STRIP"], arrays["predicted"]
         per_net[label] = _score_net(W, H, predicted, sigmas, n_clean, n_calibration,
@@ -181,12 +171,6 @@ def _measure_net(exp, config, measure):
     NetRecord(exp, config, signature).save(
         {"STRIP": H, "predicted": predicted, **{f"W_{key}": values for key, values in W.items()}},
         seconds_per_100_inputs=seconds)
-
-
-def _net_task(spec, config, measure):
-    """:func:`_measure_net` in a Dask worker (the Experiment rebuilt from the client's spec)."""
-    _measure_net(experiment_from_spec(spec), config, measure)
-    return config.label
 
 
 def _draw(data, rng, n_pool, n_clean, n_triggered, n_calibration):

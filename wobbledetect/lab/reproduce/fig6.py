@@ -48,13 +48,12 @@ from __future__ import annotations
 import numpy as np
 
 from ...plotting import plot_roc_panels
-from ..parallel import check_scheduler, experiment_from_spec, experiment_spec, run_tasks
 from ..train import backdoor_accuracy
 from ..triggers import TRIGGER_SETS, get_trigger
 from ..zoo import check_snapshots
 from ._common import (
     DIRECTIONS, DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, auc_or_nan,
-    draw_indices, reference_scores, sigma_key, zoo_configs,
+    draw_indices, measure_nets, reference_scores, sigma_key, zoo_configs,
 )
 from .fig6_scoring import score_breakdown
 
@@ -162,19 +161,12 @@ def run(
         "sigmas": [sigma_key(s) for s in exp.sigmas], "cross_asr_images": len(others),
     }
 
-    W_of, cross_asr = {}, {}  # by net label; clean nets are scored once for all threats
     measure = (sets, others, candidate_triggers, signature, repetitions, per_rep, snapshots)
-    if check_scheduler(scheduler) is not None:  # every missing net as a task; read back below
-        missing = [c for c in distinct if not _PerNet(exp, c, signature).load(exp, {}, {})]
-        run_tasks(scheduler, _net_task, [(experiment_spec(exp), config, measure) for config in missing],
-                  log=log, what="net")
-    for i, config in enumerate(distinct, 1):
-        log(f"[fig6] net {i}/{len(distinct)}: {config.label}")
-        stored = _PerNet(exp, config, signature)
-        if stored.load(exp, W_of, cross_asr):
-            log(f"[fig6] {config.label}: W and attack success from {stored.path}")
-            continue
-        _measure_net(exp, config, measure, W_of, cross_asr)
+    records = measure_nets(exp, distinct, signature, _measure_net, measure, scheduler=scheduler)
+    # by net label; clean nets are scored once for all threats
+    W_of = {label: {key: arrays[f"W_{key}"] for key in signature["sigmas"]}
+            for label, (arrays, _) in records.items()}
+    cross_asr = {label: meta["cross_asr"] for label, (_, meta) in records.items()}
 
     pairs, scores, auc, median_w = {}, {}, {d: {} for d in DIRECTIONS}, {}
     for threat in threats:
@@ -323,46 +315,22 @@ def _draw_sets(data, repetitions, rng, candidate_triggers=CANDIDATE_TRIGGERS, nu
     return np.stack(sets)
 
 
-def _measure_net(exp, config, measure, W_of, cross_asr):
-    """One net: train or load it, measure its attack success and W, save them (``_PerNet``)."""
+def _measure_net(exp, config, measure):
+    """One net: train or load it, measure its attack success and W, save its NetRecord."""
     sets, others, candidate_triggers, signature, repetitions, per_rep, snapshots = measure
     data = exp.data
     model = exp.net(config, snapshots=snapshots)
-    cross_asr[config.label] = {
+    cross_asr = {
         trigger: backdoor_accuracy(model, data.X_test[others], data.y_test[others], trigger,
                                    "T1", target=TARGET, n_classes=data.n_classes)
         for trigger in candidate_triggers
     }
     wob = exp.wobbliness(model)
-    W_of[config.label] = {
-        sigma_key(sigma): exp.W(wob, sigma, sets, config.label).reshape(repetitions, per_rep, SET_SIZE)
+    W = {
+        f"W_{sigma_key(sigma)}": exp.W(wob, sigma, sets, config.label).reshape(repetitions, per_rep, SET_SIZE)
         for sigma in exp.sigmas
     }
-    _PerNet(exp, config, signature).save(exp, W_of, cross_asr)
-
-
-def _net_task(spec, config, measure):
-    """:func:`_measure_net` in a Dask worker: the Experiment rebuilt from the client's spec."""
-    exp = experiment_from_spec(spec)
-    _measure_net(exp, config, measure, {}, {})
-    return config.label
-
-
-class _PerNet(NetRecord):
-    """One net's W and attack success in ``out_dir/nets/`` (a :class:`NetRecord`)."""
-
-    def load(self, exp, W_of, cross_asr):
-        stored = super().load()
-        if stored is None:
-            return False
-        arrays, meta = stored
-        W_of[self.config.label] = {key: arrays[f"W_{key}"] for key in meta["signature"]["sigmas"]}
-        cross_asr[self.config.label] = meta["cross_asr"]
-        return True
-
-    def save(self, exp, W_of, cross_asr):
-        super().save({f"W_{key}": np.asarray(W) for key, W in W_of[self.config.label].items()},
-                     cross_asr=cross_asr[self.config.label])
+    NetRecord(exp, config, signature).save(W, cross_asr=cross_asr)
 
 
 def _plot(exp, threats, pairs, scores, auc, nets, repetitions):
