@@ -6,7 +6,7 @@
 #   bash examples/full_runs.sh                  # cache in $WOBBLEDETECT_CACHE or ~/.cache
 #   WOBBLEDETECT_CACHE=/work/cache bash examples/full_runs.sh
 #
-# About 16 h on 2 CPU cores (docs/lab.md has the costs); far less on a GPU.
+# About 17 h on 2 CPU cores (docs/lab.md has the costs); far less on a GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA="${WOBBLEDETECT_DATA:-../shared/data}"
@@ -20,6 +20,8 @@ run() {  # run OUT FIGURE ARGS...
 }
 # Issue 13: why Fig. 6 does not reproduce.
 run examples/results/fig6-e16 fig6 --epochs 16 --snapshots 4
+run examples/results/set-size-zoo-e16 set-size-zoo --epochs 16
+run examples/results/set-size-zoo-e4 set-size-zoo --epochs 4
 run examples/results/fig6-e4-null fig6 --epochs 4
 run examples/results/fig6-separated-e16 fig6 --trigger-set separated --epochs 16 --snapshots 4
 run examples/results/fig6-separated-e4 fig6 --trigger-set separated --epochs 4

@@ -20,7 +20,7 @@ from wobbledetect.cli import main
 from wobbledetect.lab.cache import config_key
 from wobbledetect.lab.reproduce import (
     FIGURES, _common, attacks, cross_trigger, detectors, erasure, fig2, fig5, fig6, fig7, run_figure,
-    select_sigma, set_size, smoothing_map, training_dynamics,
+    select_sigma, set_size, set_size_zoo, smoothing_map, training_dynamics,
 )
 from wobbledetect.lab.triggers import TRIGGER_NUMBERS
 from wobbledetect.lab.zoo import NetConfig
@@ -380,6 +380,71 @@ def test_set_size_tiny(data_dir, lab_cache, tmp_path, tiny):
     assert saved["best_sigma"] == {"T1": "0.3"}
     assert saved["auc_at_best_sigma"]["T1"]["smoother"] == auc["smoother"]["0.3"]
     assert len(saved["median_w"]["T1"]["0.3"]["triggered"]) == 2
+
+
+@pytest.mark.slow
+def test_set_size_zoo_tiny(data_dir, lab_cache, tmp_path, tiny):
+    from sklearn.metrics import roc_auc_score
+
+    lines = []
+    set_size_zoo.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, sizes=(10, 20),
+                     log=lines.append)
+    saved = _check_files(tmp_path, "set_size_zoo")
+    assert saved["parameters"]["sizes"] == [10, 20] and saved["parameters"]["repetitions"] == 2
+    # Each net's W kept: reference + clean (+ triggered) per repetition, 20 inputs each.
+    W = {}
+    for label in ("clean/seed0", "T1/square/seed0"):
+        with np.load(tmp_path / "nets" / f"{label.replace('/', '_')}.npz") as stored:
+            W[label] = stored["W_0.3"]
+    assert W["clean/seed0"].shape == (2, 2, 20) and W["T1/square/seed0"].shape == (2, 3, 20)
+    # Pooled AUC: the triggered sets against the clean candidates of both nets, each
+    # scored against its repetition's reference, on the first `size` inputs of each set.
+    for size in (10, 20):
+        scores = np.concatenate([_common.reference_scores(W[label][..., :size], "smoother") for label in W])
+        labels = np.r_[0, 0, 0, 1, 0, 1]  # clean net: clean, clean; backdoored: clean, triggered x 2
+        assert saved["auc"]["T1"]["smoother"]["0.3"][str(size)] == pytest.approx(roc_auc_score(labels, scores))
+        within = saved["within_net"]["T1"]["smoother"]["0.3"][str(size)]
+        assert within["per_net"]["T1/square/seed0"] == pytest.approx(roc_auc_score(labels[2:], scores[2:]))
+        assert within["median"] == within["min"] == within["max"] == within["per_net"]["T1/square/seed0"]
+        assert saved["auc"]["T1"]["wobblier"]["0.3"][str(size)] == pytest.approx(
+            1 - saved["auc"]["T1"]["smoother"]["0.3"][str(size)])
+    assert saved["best"]["T1"]["20"] == saved["auc"]["T1"]["smoother"]["0.3"]["20"]
+    assert saved["reproduced"] == {"T1": saved["best"]["T1"]["20"] >= 0.95 or saved["best"]["T1"]["10"] >= 0.95}
+    # The same command again reads every net back and writes the same numbers.
+    again = []
+    set_size_zoo.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, sizes=(10, 20),
+                     log=again.append)
+    assert sum("measured before, read from" in line for line in again) == 2
+    assert not any("forwards in" in line for line in again)
+    assert json.loads((tmp_path / "set_size_zoo.json").read_text())["auc"] == saved["auc"]
+    with pytest.raises(ValueError, match="'sizes' parameter must hold set sizes of at least 3"):
+        set_size_zoo.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, sizes=(2, 20))
+
+
+def test_set_size_zoo_draws_the_same_images_for_every_net(data_dir, tmp_path, monkeypatch, tiny):
+    seen = {}
+
+    def W(self, wob, sigma, sets, what):
+        seen[what] = sets
+        return np.zeros(sets.shape[:2])
+
+    monkeypatch.setattr(_common.Experiment, "W", W)
+    monkeypatch.setattr(_common.Experiment, "net", lambda self, config, **kw: None)
+    monkeypatch.setattr(_common.Experiment, "wobbliness", lambda self, model: None)
+    exp = _common.Experiment("set_size_zoo", tmp_path, quick=True, data_dir=data_dir, cache_dir=tmp_path,
+                             dataset="fashion-mnist", log=lambda _: None)
+    for trigger in (None, "square", "checker"):
+        config = exp.net_config("T1" if trigger else None, trigger, 0)
+        exp.nets[config.label] = {}
+        set_size_zoo._measure_net(exp, config, ((0.3,), 20, 2, 0, {}))
+    clean, square, checker = seen["clean/seed0"], seen["T1/square/seed0"], seen["T1/checker/seed0"]
+    assert clean.shape == (4, 20, 1, 28, 28) and square.shape == (6, 20, 1, 28, 28)
+    for rep in range(2):  # reference and clean candidate: the same images on every net
+        np.testing.assert_array_equal(square[3 * rep:3 * rep + 2], clean[2 * rep:2 * rep + 2])
+        np.testing.assert_array_equal(checker[3 * rep:3 * rep + 2], clean[2 * rep:2 * rep + 2])
+    # the triggered sets: the same base images under another stamp
+    differs = square[2::3] != checker[2::3]
+    assert differs.any() and not differs.all()
 
 
 def test_best_sigma_comes_from_the_dynamics_run_ties_to_the_smaller():

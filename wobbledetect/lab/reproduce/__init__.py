@@ -16,6 +16,8 @@
 ``training-dynamics``  W of clean and triggered sets over training epochs
                    (:mod:`.training_dynamics`)
 ``set-size``       the Levene AUC for sets of 25 to 250 inputs (:mod:`.set_size`)
+``set-size-zoo``   Fig. 6 with larger sets: the AUC pooled over the zoo for sets of 25
+                   to 100 inputs (:mod:`.set_size_zoo`)
 ``cross-trigger``  which triggers fire on nets trained on another (:mod:`.cross_trigger`)
 ``fig7``           universal adversarial perturbations in place of triggers (:mod:`.fig7`;
                    needs the ``[uap]`` extra)
@@ -57,6 +59,7 @@ FIGURES = {
     "erasure": "erasure",
     "training-dynamics": "training_dynamics",
     "set-size": "set_size",
+    "set-size-zoo": "set_size_zoo",
     "cross-trigger": "cross_trigger",
     "fig7": "fig7",
     "nc-candidates": "nc_candidates",
