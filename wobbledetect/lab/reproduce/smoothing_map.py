@@ -53,16 +53,8 @@ def run(
 
     Parameters
     ----------
-    out_dir : str or os.PathLike
-    quick : bool, default=False
-    data_dir, cache_dir : str or os.PathLike, optional
-        See :func:`wobbledetect.lab.reproduce.fig4.run`.
-    dataset : {"fashion-mnist", "cifar10"}, default="fashion-mnist"
-    log : callable, default=print
-    download : bool, default=False
-    epochs : int, optional
-        Training epochs of every net (in the cache key). Default: the pre-registered 4
-        on Fashion-MNIST, 3 on CIFAR-10; quick mode 2 (1).
+    out_dir, quick, data_dir, cache_dir, dataset, log, download, epochs
+        As for every figure: see :func:`wobbledetect.lab.reproduce.fig4.run`.
     threats : tuple of str, optional
         Default ("T1", "T3"); quick: ("T1",).
     triggers : tuple of str, optional
