@@ -152,9 +152,8 @@ def test_fig6_quick(data_dir, lab_cache, tmp_path, capsys):
     resumed = json.loads((tmp_path / "fig6.json").read_text())
     for key in ("auc_by_direction", "scores", "null_scores", "scoring", "cross_trigger_backdoor_accuracy"):
         assert resumed[key] == saved[key], key
-    # (A file of other parameters is measured again: test_measure_nets_measures_each_net_once_and_
-    # reads_it_back_in_a_later_sitting; one repetition
-    # without null sets cannot normalise: tests/lab/test_fig6_scoring.py.)
+    # A file of other parameters is measured again (the test of measure_nets); one repetition
+    # without null sets cannot normalise (tests/lab/test_fig6_scoring.py).
     nets = saved["nets"]
     _report(capsys, [
         f"fig6 quick ({saved['seconds']:.0f} s): "
