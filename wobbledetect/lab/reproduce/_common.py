@@ -33,7 +33,8 @@ from ..parallel import check_scheduler, experiment_from_spec, experiment_spec, r
 from ..zoo import NetConfig, get_net, load_lab_data
 
 __all__ = [
-    "Setup", "SETUPS", "Experiment", "NetRecord", "measure_nets", "sigma_key", "auc_or_nan", "draw_indices", "draw_triplets",
+    "Setup", "SETUPS", "Experiment", "NetRecord", "measure_nets", "sigma_key", "auc_or_nan",
+    "within_net_summary", "draw_indices", "draw_triplets",
     "zoo_configs",
     "reference_scores", "jsonable", "DIRECTIONS",
     "SET_SIZE", "TARGET", "NOISE_SEED", "DISPLAY_NAMES",
@@ -451,6 +452,19 @@ def jsonable(value):
         value = float(value)
         return value if math.isfinite(value) else None
     return value
+
+
+def within_net_summary(per_net):
+    """Median, minimum and maximum of per-net AUCs (a dict by net, or a list), and the AUCs.
+
+    NaN AUCs (a net with one class of labels) are left out; NaN where none is left.
+    """
+    values = np.array(list(per_net.values() if isinstance(per_net, dict) else per_net), dtype=float)
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return {"median": float("nan"), "min": float("nan"), "max": float("nan"), "per_net": per_net}
+    return {"median": float(np.median(values)), "min": float(values.min()),
+            "max": float(values.max()), "per_net": per_net}
 
 
 def draw_indices(rng, pool, size):

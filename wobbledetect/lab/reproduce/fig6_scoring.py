@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ...plotting import COLORS, plot_line_panels
-from ._common import auc_or_nan, jsonable
+from ._common import auc_or_nan, jsonable, within_net_summary
 
 __all__ = ["run", "score_breakdown", "normalise_per_net", "NEGATIVES"]
 
@@ -129,10 +129,7 @@ def score_breakdown(results):
                     put("normalised", float("nan") if z is None else auc_or_nan(labels[mask], z[mask]))
                     per_net = {net: auc_or_nan(labels[mask & (nets == net)],
                                                score[mask & (nets == net)]) for net in backdoored}
-                    values = np.array(list(per_net.values()), dtype=float)
-                    put("within_net", {"median": float(np.nanmedian(values)),
-                                       "min": float(np.nanmin(values)),
-                                       "max": float(np.nanmax(values)), "per_net": per_net})
+                    put("within_net", within_net_summary(per_net))
     if missing:
         warnings.warn(f"Fig. 6 scoring cannot normalise per net: {missing} Draw null sets "
                       "(null_sets > 0) or use at least 2 repetitions; the normalised AUC is NaN.",

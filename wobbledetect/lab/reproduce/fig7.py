@@ -40,7 +40,7 @@ from ...plotting import plot_roc_panels
 from ..train import predict
 from ._common import (
     DIRECTIONS, DISPLAY_NAMES, SET_SIZE, Experiment, auc_or_nan, draw_indices, reference_scores,
-    sigma_key, zoo_configs,
+    sigma_key, within_net_summary, zoo_configs,
 )
 
 __all__ = ["run", "PAPER_AUC", "UAP_PARAMETERS"]
@@ -148,10 +148,8 @@ def run(
             for direction in DIRECTIONS:
                 auc[direction].setdefault(threat, {})[key] = auc_or_nan(
                     pairs[threat]["label"], scores[threat][key][direction])
-                values = [auc_or_nan(labels_per_net, s) for s in per_net[direction]]
-                within[direction].setdefault(threat, {})[key] = {
-                    "median": float(np.nanmedian(values)), "min": float(np.nanmin(values)),
-                    "max": float(np.nanmax(values)), "per_net": values}
+                within[direction].setdefault(threat, {})[key] = within_net_summary(
+                    [auc_or_nan(labels_per_net, s) for s in per_net[direction]])
             log(f"[fig7] {threat} sigma={sigma:g}: AUC smoother {auc['smoother'][threat][key]:.3f}, "
                 f"wobblier {auc['wobblier'][threat][key]:.3f} (UAP vs clean, {len(nets[threat])} nets)")
 

@@ -33,7 +33,7 @@ import numpy as np
 from ...plotting import COLORS, plot_line_panels
 from ._common import (
     DIRECTIONS, DISPLAY_NAMES, NOISE_SEED, TARGET, Experiment, NetRecord, auc_or_nan, draw_triplets,
-    measure_nets, reference_scores, sigma_key, zoo_configs,
+    measure_nets, reference_scores, sigma_key, within_net_summary, zoo_configs,
 )
 from .set_size import SIGMAS
 
@@ -119,20 +119,10 @@ def run(
             for sigma in sigmas:
                 key = sigma_key(sigma)
                 for size in sizes:
-                    labels, scores, per_net = [], [], {}
-                    for config in nets[threat]:
-                        W = W_of[config.label][key][..., :size]
-                        net_scores = reference_scores(W, direction)
-                        net_labels = np.tile([0, 1] if config.trigger else [0], repetitions)
-                        labels.append(net_labels)
-                        scores.append(net_scores)
-                        if config.trigger:
-                            per_net[config.label] = auc_or_nan(net_labels, net_scores)
-                    cell = (auc.setdefault(threat, {}).setdefault(direction, {})
-                            .setdefault(key, {}))
-                    cell[str(size)] = auc_or_nan(np.concatenate(labels), np.concatenate(scores))
-                    (within.setdefault(threat, {}).setdefault(direction, {})
-                     .setdefault(key, {}))[str(size)] = _spread(per_net)
+                    pooled, per_net = _cell(nets[threat], W_of, key, size, direction, repetitions)
+                    auc.setdefault(threat, {}).setdefault(direction, {}).setdefault(key, {})[str(size)] = pooled
+                    within.setdefault(threat, {}).setdefault(direction, {}).setdefault(key, {})[
+                        str(size)] = within_net_summary(per_net)
         log(f"[set_size_zoo] {threat}: pooled AUC smoother by sigma and size: " + "; ".join(
             f"{s:g}: " + " / ".join(f"{auc[threat]['smoother'][sigma_key(s)][str(n)]:.2f}" for n in sizes)
             for s in sigmas))
@@ -172,13 +162,19 @@ def _measure_net(exp, config, measure):
     })
 
 
-def _spread(per_net):
-    """Median, minimum and maximum of the nets' AUCs (NaN where none is defined)."""
-    values = np.array([v for v in per_net.values() if not np.isnan(v)])
-    if not len(values):
-        return {"median": float("nan"), "min": float("nan"), "max": float("nan"), "per_net": per_net}
-    return {"median": float(np.median(values)), "min": float(values.min()),
-            "max": float(values.max()), "per_net": per_net}
+def _cell(nets, W_of, key, size, direction, repetitions):
+    """The AUC pooled over ``nets`` and each backdoored net's, on the first ``size`` inputs:
+    trained-trigger sets (label 1) against clean candidates (0), each scored against its
+    repetition's reference."""
+    labels, scores, per_net = [], [], {}
+    for config in nets:
+        net_scores = reference_scores(W_of[config.label][key][..., :size], direction)
+        net_labels = np.tile([0, 1] if config.trigger else [0], repetitions)
+        labels.append(net_labels)
+        scores.append(net_scores)
+        if config.trigger:
+            per_net[config.label] = auc_or_nan(net_labels, net_scores)
+    return auc_or_nan(np.concatenate(labels), np.concatenate(scores)), per_net
 
 
 def _plot(exp, threats, sizes, sigmas, auc, within):
