@@ -377,7 +377,7 @@ def _panel(threat, summary, sigmas):
                 summary[kind][name]["median_auc"][sigma_key(s)] for s in sigmas]
     for kind, name in (("per_input", "STRIP"), ("per_set", "mean STRIP"), ("per_set", "one class")):
         series[f"{name} ({kind.replace('_', ' ')})"] = [summary[kind][name]["median_auc"]] * len(sigmas)
-        styles[f"{name} ({kind.replace('_', ' ')})"] = ("black" if "STRIP" in name else "gray",
+        styles[f"{name} ({kind.replace('_', ' ')})"] = ("black" if "STRIP" in name else "#8c564b",
                                                          ":" if kind == "per_input" else "--")
     return {"title": f"{threat}: {len(summary['nets'])} backdoored nets", "xlabel": "sigma",
             "ylabel": "median ROC AUC over nets", "x": list(sigmas), "series": series,
