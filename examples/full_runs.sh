@@ -33,9 +33,9 @@ run examples/results/set-size-zoo-e4 set-size-zoo --epochs 4
 run examples/results/fig6-e4-null fig6 --epochs 4
 run examples/results/fig6-separated-e16 fig6 --trigger-set separated --epochs 16 --snapshots 4
 run examples/results/fig6-separated-e4 fig6 --trigger-set separated --epochs 4
-# Issue 17: weak and adaptive attacks.
-run examples/results/attacks attacks
 # Issue 14: the paper's section 5 on Fashion-MNIST.
 run examples/results/fig7 fig7
 run examples/results/nc-candidates nc-candidates
 run examples/results/screen-zoo-fashion-mnist screen-zoo --dataset fashion-mnist
+# Issue 17: weak and adaptive attacks.
+run examples/results/attacks attacks
