@@ -43,7 +43,7 @@ from ..train import predict
 from ..triggers import get_trigger
 from ._common import (
     DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, auc_or_nan, measure_nets, sigma_key,
-    zoo_configs,
+    within_net_summary, zoo_configs,
 )
 
 __all__ = ["run", "DETECTOR_SIGMAS", "ALPHA", "SET_DETECTORS", "INPUT_DETECTORS"]
@@ -272,9 +272,8 @@ def _one_class_share(predicted):
 
 
 def _nanmedian(values):
-    """The median of the finite values; NaN (quietly) when there is none."""
-    values = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
-    return float(np.median(values[~np.isnan(values)])) if (~np.isnan(values)).any() else float("nan")
+    """The median of the AUCs that are defined (None and NaN left out); NaN when none is."""
+    return within_net_summary(values)["median"]
 
 
 def _uses_w(name):
