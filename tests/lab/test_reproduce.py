@@ -268,6 +268,17 @@ def test_fig7_quick(data_dir, lab_cache, tmp_path, capsys):
         assert len(saved["within_net"]["smoother"]["T1"][sigma]["per_net"]) == 2
     for rates in saved["fooling_rate"].values():
         assert 0 <= rates["crafting"] <= 1 and 0 <= rates["test_sets"] <= 1
+    # Each net's UAP and W were written as they were measured; the same command again
+    # reads them back, crafts and measures nothing, and writes the same numbers.
+    assert sorted(p.name for p in (tmp_path / "nets").iterdir()) == ["T1_square_seed0.npz", "clean_seed0.npz"]
+    first = json.loads((tmp_path / "fig7.json").read_text())
+    again = []
+    fig7.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=again.append)
+    assert sum("measured before, read from" in line for line in again) == 2
+    assert not any("forwards in" in line or "fooling rate" in line for line in again)
+    resumed = json.loads((tmp_path / "fig7.json").read_text())
+    for key in ("auc_by_direction", "within_net", "fooling_rate", "scores"):
+        assert resumed[key] == first[key], key
     with capsys.disabled():
         print(f"\nfig7 quick ({saved['seconds']:.0f} s): fooling rates "
               + ", ".join(f"{n} {r['crafting']:.2f}/{r['test_sets']:.2f}" for n, r in saved["fooling_rate"].items())
@@ -293,6 +304,16 @@ def test_nc_candidates_quick(data_dir, lab_cache, tmp_path):
         assert saved["reproduced"]["T1"][sigma] == (s["candidates_flagged"] >= 0.9
                                                     and s["clean_flagged"] <= s["candidates_flagged"])
     assert len(saved["clean_scores"]["clean/seed0"]["0.3"]) == 2
+    # Another sitting: each net's candidates and scores are read back, not crafted again.
+    first = json.loads((tmp_path / "nc_candidates.json").read_text())
+    again = []
+    run_figure("nc-candidates", tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache,
+               log=again.append)
+    assert sum("measured before, read from" in line for line in again) == 2
+    assert not any("forwards in" in line or "norms" in line for line in again)
+    resumed = json.loads((tmp_path / "nc_candidates.json").read_text())
+    for key in ("candidates", "clean_scores", "summary", "reproduced"):
+        assert resumed[key] == first[key], key
 
 
 @pytest.mark.slow

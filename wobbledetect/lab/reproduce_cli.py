@@ -21,7 +21,7 @@ FIGURE_OPTIONS = {
     "--trigger-set": ("trigger_set", ("fig6", "cross-trigger")),
     "--dynamics-json": ("dynamics_json", ("set-size",)),
     "--snapshots": ("snapshots", ("fig6",)),
-    "--scheduler": ("scheduler", ("fig6", "set-size-zoo", "detectors", "attacks")),
+    "--scheduler": ("scheduler", ("fig6", "set-size-zoo", "detectors", "attacks", "fig7", "nc-candidates")),
 }
 
 
@@ -136,7 +136,8 @@ def register(subparsers):
                         help="fig6: while training a net, also cache it after these epochs "
                         "(below --epochs), so that the shorter run finds its nets trained")
     parser.add_argument("--scheduler", type=_scheduler, default=None, metavar="ADDRESS|local:N",
-                        help="fig6, set-size-zoo, detectors, attacks: run each net as a Dask task, on the scheduler at ADDRESS "
+                        help="fig6, set-size-zoo, detectors, attacks, fig7, nc-candidates: run each net as a "
+                        "Dask task, on the scheduler at ADDRESS "
                         "(tcp://host:8786) or on N local worker processes; same results as "
                         "the serial run (needs the [dask] extra)")
     parser.set_defaults(func=_run)

@@ -381,8 +381,9 @@ class NetRecord:
 def measure_nets(exp, configs, signature, measure_net, measure, *, scheduler=None):
     """Every net's :class:`NetRecord`, read back where one matches, else measured now.
 
-    What lets ``fig6``, ``detectors`` and ``attacks`` continue a long run in another
-    sitting and hand their nets to Dask: each net's record is read once; a net without a
+    What lets a figure of many nets (``fig6``, ``set-size-zoo``, ``detectors``, ``attacks``,
+    ``fig7``, ``nc-candidates``) continue a long run in another sitting and hand its nets
+    to Dask: each net's record is read once; a net without a
     matching one is measured by ``measure_net(exp, config, measure)``, which must save
     its record -- here, one after the other, or with ``scheduler`` each as a Dask task
     (the Experiment rebuilt in the worker from

@@ -39,8 +39,8 @@ from ... import UniversalPerturbation
 from ...plotting import plot_roc_panels
 from ..train import predict
 from ._common import (
-    DIRECTIONS, DISPLAY_NAMES, SET_SIZE, Experiment, auc_or_nan, draw_indices, reference_scores,
-    sigma_key, within_net_summary, zoo_configs,
+    DIRECTIONS, DISPLAY_NAMES, NOISE_SEED, SET_SIZE, Experiment, NetRecord, auc_or_nan, draw_indices,
+    measure_nets, reference_scores, sigma_key, within_net_summary, zoo_configs,
 )
 
 __all__ = ["run", "PAPER_AUC", "UAP_PARAMETERS"]
@@ -58,7 +58,7 @@ TOOK = 0.5
 def run(
     out_dir, *, quick=False, data_dir=None, cache_dir=None, dataset="fashion-mnist", log=print,
     download=False, epochs=None, threats=None, triggers=None, seeds=None, repetitions=None,
-    random_state=0,
+    random_state=0, scheduler=None,
 ):
     """Run Fig. 7; write ``fig7.png``, ``fig7.json`` and ``fig7_perturbations.npz`` to ``out_dir``.
 
@@ -78,6 +78,8 @@ def run(
         Default 5; quick 2.
     random_state : int, default=0
         Seeds the crafting images, the sets and the UAPs.
+    scheduler : str or int, optional
+        Run each net as a Dask task (see :mod:`wobbledetect.lab.parallel`).
 
     Returns
     -------
@@ -106,33 +108,20 @@ def run(
 
     data = exp.data
     rng = np.random.RandomState(random_state)
-    crafting = data.X_train[rng.permutation(len(data.X_train))[:20 if quick else CRAFTING_IMAGES]]
+    crafting = rng.permutation(len(data.X_train))[:20 if quick else CRAFTING_IMAGES]
     every = np.arange(len(data.y_test))
-    sets = np.stack([data.X_test[draw_indices(rng, every, SET_SIZE)] for _ in range(3 * repetitions)])
-    sets = sets.reshape(repetitions, 3, *sets.shape[1:])  # reference, clean, UAP base
+    sets = np.stack([draw_indices(rng, every, SET_SIZE) for _ in range(3 * repetitions)])
+    sets = sets.reshape(repetitions, 3, SET_SIZE)  # test indices: reference, clean, UAP base
 
-    W_of, fooling, perturbations = {}, {}, {}
-    for i, config in enumerate(distinct, 1):
-        log(f"[fig7] net {i}/{len(distinct)}: {config.label}")
-        model = exp.net(config)
-        uap = UniversalPerturbation(model, input_shape=data.input_shape, random_state=random_state,
-                                    **uap_parameters).fit(crafting)
-        perturbations[config.label] = uap.perturbation_
-        net_sets = sets.copy()
-        net_sets[:, 2] = uap.apply(sets[:, 2])
-        wob = exp.wobbliness(model)
-        fooling[config.label] = {
-            "crafting": uap.fooling_rate_, "converged": uap.converged_,
-            "test_sets": float(np.mean(predict(model, _flat(sets[:, 2])) != predict(model, _flat(net_sets[:, 2])))),
-        }
-        log(f"[fig7] {config.label}: UAP fooling rate {uap.fooling_rate_:.2f} on the crafting images, "
-            f"{fooling[config.label]['test_sets']:.2f} on the test sets"
-            + ("" if uap.fooling_rate_ >= TOOK else f" (did not take: below {TOOK})"))
-        flat = _flat(net_sets)
-        W_of[config.label] = {
-            sigma_key(sigma): exp.W(wob, sigma, flat, config.label).reshape(repetitions, 3, SET_SIZE)
-            for sigma in exp.sigmas
-        }
+    signature = {"sigmas": [sigma_key(s) for s in exp.sigmas], "repetitions": repetitions,
+                 "random_state": random_state, "crafting_images": len(crafting),
+                 "uap": uap_parameters, "n_samples": exp.n_samples, "noise_seed": NOISE_SEED}
+    measure = (crafting, sets, uap_parameters, random_state, signature)
+    records = measure_nets(exp, distinct, signature, _measure_net, measure, scheduler=scheduler)
+    W_of = {label: {key: arrays[f"W_{key}"] for key in signature["sigmas"]}
+            for label, (arrays, _) in records.items()}
+    perturbations = {label: arrays["perturbation"] for label, (arrays, _) in records.items()}
+    fooling = {label: meta["fooling_rate"] for label, (_, meta) in records.items()}
 
     labels_per_net = [0, 1] * repetitions
     pairs, scores, auc, within = {}, {}, {d: {} for d in DIRECTIONS}, {d: {} for d in DIRECTIONS}
@@ -186,6 +175,33 @@ def run(
         },
         [png, exp.out_dir / "fig7_perturbations.npz"],
     )
+
+
+def _measure_net(exp, config, measure):
+    """One net: craft its UAP, measure W of its repetitions' sets, save a NetRecord."""
+    crafting, set_indices, uap_parameters, random_state, signature = measure
+    data = exp.data
+    model = exp.net(config)
+    uap = UniversalPerturbation(model, input_shape=data.input_shape, random_state=random_state,
+                                **uap_parameters).fit(data.X_train[crafting])
+    sets = data.X_test[set_indices]  # (repetitions, 3, SET_SIZE, *input_shape)
+    net_sets = sets.copy()
+    net_sets[:, 2] = uap.apply(sets[:, 2])
+    fooling = {
+        "crafting": uap.fooling_rate_, "converged": uap.converged_,
+        "test_sets": float(np.mean(predict(model, _flat(sets[:, 2])) != predict(model, _flat(net_sets[:, 2])))),
+    }
+    exp.log(f"[fig7] {config.label}: UAP fooling rate {uap.fooling_rate_:.2f} on the crafting images, "
+            f"{fooling['test_sets']:.2f} on the test sets"
+            + ("" if uap.fooling_rate_ >= TOOK else f" (did not take: below {TOOK})"))
+    wob = exp.wobbliness(model)
+    flat = _flat(net_sets)
+    repetitions = len(sets)
+    NetRecord(exp, config, signature).save(
+        {"perturbation": uap.perturbation_,
+         **{f"W_{sigma_key(sigma)}": exp.W(wob, sigma, flat, config.label).reshape(repetitions, 3, SET_SIZE)
+            for sigma in exp.sigmas}},
+        fooling_rate=fooling)
 
 
 def _flat(sets):

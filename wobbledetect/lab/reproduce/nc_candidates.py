@@ -38,20 +38,23 @@ from ... import LeveneBackdoorDetector, NeuralCleanse
 from ...plotting import plot_heatmaps
 from ..train import predict
 from ._common import (
-    DISPLAY_NAMES, SET_SIZE, TARGET, Experiment, draw_indices, sigma_key, zoo_configs,
+    DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, draw_indices, measure_nets,
+    sigma_key, zoo_configs,
 )
 
 __all__ = ["run", "DETECTED_SHARE"]
 
 #: Share of candidates that must be flagged for the paper's claim to count as reproduced.
 DETECTED_SHARE = 0.9
+#: A candidate set is flagged where its signed Levene score exceeds this: p < 0.05, smoother.
+FLAGGED_ABOVE = float(-np.log10(0.05))
 #: The sigma shown in the figure (every sigma is in the JSON).
 PLOTTED_SIGMA = 0.3
 
 
 def run(
     out_dir, *, quick=False, data_dir=None, cache_dir=None, dataset="fashion-mnist", log=print,
-    download=False, epochs=None, threats=None, repetitions=None, random_state=0,
+    download=False, epochs=None, threats=None, repetitions=None, random_state=0, scheduler=None,
 ):
     """Craft and score NC candidates; write ``nc_candidates.png`` and ``.json`` to ``out_dir``.
 
@@ -66,6 +69,9 @@ def run(
     repetitions : int, optional
         Default 5; quick 2.
     random_state : int, default=0
+        Seeds the crafting images, the sets and Neural Cleanse.
+    scheduler : str or int, optional
+        Run each net as a Dask task (see :mod:`wobbledetect.lab.parallel`).
 
     Returns
     -------
@@ -98,47 +104,28 @@ def run(
     rng = np.random.RandomState(random_state)
     order = rng.permutation(len(data.X_train))
     n_craft = 200 if quick else 1000
-    crafting, checking = data.X_train[order[:n_craft]], data.X_train[order[n_craft:2 * n_craft]]
+    crafting, checking = order[:n_craft], order[n_craft:2 * n_craft]  # training indices
     every = np.arange(len(data.y_test))
-    clean_sets = np.stack([data.X_test[draw_indices(rng, every, SET_SIZE)] for _ in range(2 * repetitions)])
-    clean_sets = clean_sets.reshape(repetitions, 2, *clean_sets.shape[1:])  # reference, candidate
-    bases = np.stack([np.stack([data.X_test[draw_indices(rng, np.flatnonzero(data.y_test != k), SET_SIZE)]
+    clean_sets = np.stack([draw_indices(rng, every, SET_SIZE) for _ in range(2 * repetitions)])
+    clean_sets = clean_sets.reshape(repetitions, 2, SET_SIZE)  # test indices: reference, candidate
+    bases = np.stack([np.stack([draw_indices(rng, np.flatnonzero(data.y_test != k), SET_SIZE)
                                 for k in range(n_classes)]) for _ in range(repetitions)])
-    threshold = float(-np.log10(0.05))
+    threshold = FLAGGED_ABOVE
 
+    signature = {"sigmas": [sigma_key(s) for s in exp.sigmas], "repetitions": repetitions,
+                 "random_state": random_state, "crafting_images": n_craft,
+                 "cleanse": _cleanse_parameters(cleanse), "n_samples": exp.n_samples,
+                 "noise_seed": NOISE_SEED}
+    measure = (cleanse, crafting, checking, clean_sets, bases, random_state, signature)
+    records = measure_nets(exp, distinct, signature, _measure_net, measure, scheduler=scheduler)
     candidates, clean_scores = {}, {}
-    for i, config in enumerate(distinct, 1):
-        log(f"[nc_candidates] net {i}/{len(distinct)}: {config.label}")
-        model = exp.net(config)
-        nc = clone(cleanse).set_params(model=model, input_shape=data.input_shape,
-                                       random_state=random_state).fit(crafting)
-        wob = exp.wobbliness(model)
-        stamped = np.stack([nc.apply(bases[:, k], int(k)) for k in range(n_classes)], axis=1)
-        sets = np.concatenate([clean_sets, stamped], axis=1)  # per repetition: ref, clean, classes
-        flat = sets.reshape(-1, *sets.shape[2:])
-        record = {
-            "mask_norms": nc.mask_norms_, "anomaly_index": nc.anomaly_index_,
-            "flagged": nc.flagged_classes_, "model_anomaly_index": nc.model_anomaly_index_,
-            "reached_threshold": nc.reached_threshold_, "steps": nc.n_steps_,
-            "success_crafting": nc.attack_success_,
-            "success_other_training": [float(np.mean(predict(model, nc.apply(checking, k)) == k))
-                                       for k in range(n_classes)],
-            "median_score": {}, "flagged_share": {},
+    for label, (arrays, meta) in records.items():
+        candidates[label] = {name: arrays[name] for name in _PER_CLASS} | {
+            "model_anomaly_index": float(arrays["model_anomaly_index"]),
+            "median_score": {key: arrays[f"median_score_{key}"] for key in signature["sigmas"]},
+            "flagged_share": {key: arrays[f"flagged_share_{key}"] for key in signature["sigmas"]},
         }
-        clean_scores[config.label] = {}
-        for sigma in exp.sigmas:
-            key = sigma_key(sigma)
-            W = exp.W(wob, sigma, flat, config.label).reshape(repetitions, 2 + n_classes, SET_SIZE)
-            scores = np.stack([
-                LeveneBackdoorDetector(direction="smoother").fit(W[r, :1]).score_samples(W[r, 1:])
-                for r in range(repetitions)])  # (repetitions, 1 + n_classes)
-            clean_scores[config.label][key] = scores[:, 0]
-            record["median_score"][key] = np.median(scores[:, 1:], axis=0)
-            record["flagged_share"][key] = np.mean(scores[:, 1:] > threshold, axis=0)
-        candidates[config.label] = record
-        log(f"[nc_candidates] {config.label}: norms " + " ".join(f"{v:.0f}" for v in nc.mask_norms_)
-            + f", flagged {nc.flagged_classes_.tolist()}; candidates flagged smoother at sigma "
-            + ", ".join(f"{k} {np.mean(record['median_score'][k] > threshold):.0%}" for k in record["median_score"]))
+        clean_scores[label] = {key: arrays[f"clean_scores_{key}"] for key in signature["sigmas"]}
 
     summary, reproduced = {}, {}
     for threat in threats:
@@ -182,7 +169,7 @@ def run(
                            "repetitions": repetitions, "set_size": SET_SIZE, "n_samples": exp.n_samples,
                            "sigmas": list(exp.sigmas), "random_state": random_state,
                            "crafting_images": len(crafting), "checking_images": len(checking),
-                           "cleanse": {k: v for k, v in cleanse.get_params().items() if k != "model"},
+                           "cleanse": _cleanse_parameters(cleanse),
                            "flagged_above": threshold, "detected_share": DETECTED_SHARE,
                            "nets_per_threat": {t: [c.label for c in nets[t]] for t in threats}},
             "candidates": candidates,
@@ -192,3 +179,52 @@ def run(
         },
         [png],
     )
+
+
+#: Per-class arrays of a net's record, as ``"candidates"[net]`` of the JSON names them.
+_PER_CLASS = ("mask_norms", "anomaly_index", "flagged", "reached_threshold", "steps",
+              "success_crafting", "success_other_training")
+
+
+def _cleanse_parameters(cleanse):
+    """The Neural Cleanse settings (all but the model): recorded in the JSON and the signature."""
+    return {k: v for k, v in cleanse.get_params().items() if k != "model"}
+
+
+def _measure_net(exp, config, measure):
+    """One net: craft its candidates, measure W of its sets and score them, save a NetRecord."""
+    cleanse, crafting, checking, clean_sets, bases, random_state, signature = measure
+    data = exp.data
+    n_classes = data.n_classes
+    repetitions = len(clean_sets)
+    model = exp.net(config)
+    nc = clone(cleanse).set_params(model=model, input_shape=data.input_shape,
+                                   random_state=random_state).fit(data.X_train[crafting])
+    stamped = np.stack([nc.apply(data.X_test[bases[:, k]], int(k)) for k in range(n_classes)], axis=1)
+    sets = np.concatenate([data.X_test[clean_sets], stamped], axis=1)  # per repetition: ref, clean, classes
+    flat = sets.reshape(-1, *sets.shape[2:])
+    checking_images = data.X_train[checking]
+    arrays = {
+        "mask_norms": nc.mask_norms_, "anomaly_index": nc.anomaly_index_, "flagged": nc.flagged_classes_,
+        "model_anomaly_index": np.float64(nc.model_anomaly_index_),
+        "reached_threshold": nc.reached_threshold_, "steps": nc.n_steps_,
+        "success_crafting": nc.attack_success_,
+        "success_other_training": np.array([float(np.mean(predict(model, nc.apply(checking_images, k)) == k))
+                                            for k in range(n_classes)]),
+    }
+    wob = exp.wobbliness(model)
+    threshold = FLAGGED_ABOVE
+    for sigma in exp.sigmas:
+        key = sigma_key(sigma)
+        W = exp.W(wob, sigma, flat, config.label).reshape(repetitions, 2 + n_classes, SET_SIZE)
+        scores = np.stack([
+            LeveneBackdoorDetector(direction="smoother").fit(W[r, :1]).score_samples(W[r, 1:])
+            for r in range(repetitions)])  # (repetitions, 1 + n_classes)
+        arrays[f"clean_scores_{key}"] = scores[:, 0]
+        arrays[f"median_score_{key}"] = np.median(scores[:, 1:], axis=0)
+        arrays[f"flagged_share_{key}"] = np.mean(scores[:, 1:] > threshold, axis=0)
+    NetRecord(exp, config, signature).save(arrays)
+    exp.log(f"[nc_candidates] {config.label}: norms " + " ".join(f"{v:.0f}" for v in nc.mask_norms_)
+            + f", flagged {nc.flagged_classes_.tolist()}; candidates flagged smoother at sigma "
+            + ", ".join(f"{sigma_key(s)} {np.mean(arrays[f'median_score_{sigma_key(s)}'] > threshold):.0%}"
+                        for s in exp.sigmas))
