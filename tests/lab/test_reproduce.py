@@ -513,6 +513,19 @@ def test_fig6_on_a_local_dask_cluster_gives_the_serial_results(data_dir, lab_cac
         assert weights[0] == weights[1], label  # trained in a worker, weight for weight the same
 
 
+def test_mixed_batches_needs_a_detectors_run(tmp_path):
+    from wobbledetect.lab.reproduce import mixed_batches
+
+    with pytest.raises(FileNotFoundError, match="reproduce detectors --out"):
+        mixed_batches.run(tmp_path)
+    with pytest.raises(ValueError, match="Leave out --epochs"):
+        mixed_batches.run(tmp_path, epochs=16)
+    with pytest.raises(ValueError, match="k=26 triggered inputs do not fit a set of 25"):
+        mixed_batches.mix(np.zeros((2, 25)), np.ones((2, 25)), 26)
+    with pytest.raises(ValueError, match="same shape"):
+        mixed_batches.mix(np.zeros((2, 25)), np.ones((3, 25)), 1)
+
+
 @pytest.mark.slow
 def test_detectors_tiny(data_dir, lab_cache, tmp_path, tiny):
     from sklearn.metrics import roc_auc_score
@@ -559,6 +572,26 @@ def test_detectors_tiny(data_dir, lab_cache, tmp_path, tiny):
     assert sum("measured before, read from" in line for line in lines) == 2
     again = json.loads((tmp_path / "detectors.json").read_text())  # strict JSON: NaN is null
     assert again["summary"] == saved["summary"] and again["per_net"] == saved["per_net"]
+
+    # Mixed batches re-score these records: k = 25 is the run itself, k = 1 recomputed here.
+    mixed = run_figure("mixed-batches", tmp_path, log=lambda _: None)
+    assert mixed["files"] == ["mixed_batches.png", "mixed_batches.json"]
+    assert (tmp_path / "mixed_batches.png").read_bytes()[:8] == PNG_MAGIC
+    assert mixed["parameters"]["counts"] == [1, 25] and mixed["check_full_sets"] == {"T1/square/seed0": True}
+    cell = mixed["per_net"]["T1/square/seed0"]["1"]
+    one = np.concatenate([triggered[:, :1], clean[:, 1:]], axis=1)
+    assert cell["mean W smoother"]["0.3"] == pytest.approx(
+        roc_auc_score(y_sets, -np.r_[clean, one].mean(1)))
+    per_input = ConformalDetector(alpha=0.05, tail="lower").fit(H[5:29].reshape(-1, 1))
+    H_one = np.concatenate([H[29:, :1], H[1:5, 1:]], axis=1)
+    smallest_p = per_input.p_values(np.r_[H[1:5], H_one].reshape(-1, 1)).reshape(8, 25).min(1)
+    assert cell["STRIP per input, Bonferroni"] == pytest.approx(roc_auc_score(y_sets, -np.log10(smallest_p)))
+    rates = mixed["true_positive_rates"]["T1"]["STRIP per input, Bonferroni"]
+    assert rates["1"] == pytest.approx(np.mean(smallest_p[4:] < 0.05 / 25))
+    assert mixed["false_positive_rates"]["T1"]["STRIP per input, Bonferroni"] == pytest.approx(
+        np.mean(smallest_p[:4] < 0.05 / 25))
+    with pytest.raises(ValueError, match="counts holds 26"):
+        run_figure("mixed-batches", tmp_path, counts=(1, 26), log=lambda _: None)
 
 
 @pytest.mark.slow

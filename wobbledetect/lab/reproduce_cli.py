@@ -9,7 +9,7 @@ __all__ = ["register"]
 #: The figures the subcommand runs (names of :data:`wobbledetect.lab.reproduce.FIGURES`).
 CHOICES = ("fig2", "fig4", "fig5", "fig6", "fig6-scoring", "smoothing-map", "select-sigma", "erasure",
            "training-dynamics", "set-size", "set-size-zoo", "cross-trigger", "fig7", "nc-candidates",
-           "screen-zoo", "detectors", "attacks")
+           "screen-zoo", "detectors", "mixed-batches", "attacks")
 
 
 def _log(line):
@@ -119,7 +119,8 @@ def register(subparsers):
         "(Neural Cleanse's per-class candidates and their W), screen-zoo "
         "(ModelScreen's verdict over clean and backdoored nets; --dataset digits or "
         "fashion-mnist), detectors (W beside STRIP, per input and per set, false-positive "
-        "rates before and after conformal calibration), attacks (the AUC against fewer poisons, "
+        "rates before and after conformal calibration), mixed-batches (a finished detectors "
+        "run re-scored on batches with k triggered inputs), attacks (the AUC against fewer poisons, "
         "fainter blends and SAM training). "
         "Full mode trains many nets (hours on a CPU); --quick is the CI-sized run.",
     )

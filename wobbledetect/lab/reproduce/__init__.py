@@ -27,6 +27,8 @@
                    (:mod:`.screen_zoo`; ``dataset="digits"`` or ``"fashion-mnist"``)
 ``detectors``      W beside STRIP per input and per set, false-positive rates before and
                    after conformal calibration (:mod:`.detectors`)
+``mixed-batches``  a finished detectors run re-scored on batches that mix k triggered
+                   inputs with clean ones (:mod:`.mixed_batches`; reads ``--out``)
 ``attacks``        detection AUC against fewer poisons, fainter blends and SAM training
                    (:mod:`.attacks`)
 =================  ======================================================================
@@ -65,6 +67,7 @@ FIGURES = {
     "nc-candidates": "nc_candidates",
     "screen-zoo": "screen_zoo",
     "detectors": "detectors",
+    "mixed-batches": "mixed_batches",
     "attacks": "attacks",
 }
 
