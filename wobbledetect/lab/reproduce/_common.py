@@ -439,6 +439,21 @@ def _measure_task(spec, measure_net, config, measure):
     return config.label
 
 
+def finished_run(out_dir, figure, rescoring, epochs):
+    """``(out_dir, source, results)``: the JSON of a finished ``figure`` run that the
+    figure ``rescoring`` re-scores (no training; ``epochs`` must be None)."""
+    name = figure.replace("-", "_")
+    if epochs is not None:
+        raise ValueError(f"{rescoring} re-scores a finished {figure} run; its nets' epochs are "
+                         f"those in its {name}.json. Leave out --epochs.")
+    out_dir = Path(out_dir)
+    source = out_dir / f"{name}.json"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} does not exist; run `wobbledetect reproduce {figure} "
+                                f"--out {out_dir}` first.")
+    return out_dir, source, json.loads(source.read_text())
+
+
 def jsonable(value):
     """``value`` with NumPy types as Python ones and NaN/inf as None (strict JSON)."""
     if isinstance(value, dict):

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ...plotting import COLORS, plot_line_panels
-from ._common import auc_or_nan, jsonable, within_net_summary
+from ._common import auc_or_nan, finished_run, jsonable, within_net_summary
 
 __all__ = ["run", "score_breakdown", "normalise_per_net", "NEGATIVES"]
 
@@ -163,15 +163,7 @@ def run(out_dir, *, log=print, epochs=None, **ignored):
     >>> out = fig6_scoring.run("examples/results/fig6")  # doctest: +SKIP
     >>> out["normalised"]["paper"]["smoother"]["T3"]["0.3"]  # doctest: +SKIP
     """
-    if epochs is not None:
-        raise ValueError("fig6-scoring re-scores a finished Fig. 6 run; its nets' epochs are "
-                         "those in its fig6.json. Leave out --epochs.")
-    out_dir = Path(out_dir)
-    source = out_dir / "fig6.json"
-    if not source.is_file():
-        raise FileNotFoundError(f"{source} does not exist; run `wobbledetect reproduce fig6 "
-                                f"--out {out_dir}` first.")
-    results = json.loads(source.read_text())
+    out_dir, source, results = finished_run(out_dir, "fig6", "fig6-scoring", epochs)
     breakdown = {
         "figure": "fig6_scoring", "source": source.name, "mode": results["mode"],
         "epochs": results.get("epochs", 4), "sigmas": results["parameters"]["sigmas"],

@@ -37,7 +37,7 @@ import numpy as np
 
 from ... import ConformalDetector, LeveneBackdoorDetector, WobbledetectWarning
 from ...plotting import plot_line_panels
-from ._common import auc_or_nan, jsonable, sigma_key, within_net_summary
+from ._common import auc_or_nan, finished_run, jsonable, sigma_key, within_net_summary
 from .detectors import ALPHA, SET_DETECTORS, _detector_score, _frozen, _uses_w
 
 __all__ = ["run", "MIXED_COUNTS", "QUICK_COUNTS", "SEEN_FROM", "BONFERRONI", "mix"]
@@ -116,15 +116,7 @@ def run(out_dir, *, log=print, epochs=None, counts=None, **ignored):
     >>> out = mixed_batches.run("examples/results/detectors")  # doctest: +SKIP
     >>> out["seen_from"]["T3"]["STRIP per input, Bonferroni"]  # doctest: +SKIP
     """
-    if epochs is not None:
-        raise ValueError("mixed-batches re-scores a finished detectors run; its nets' epochs are "
-                         "those in its detectors.json. Leave out --epochs.")
-    out_dir = Path(out_dir)
-    source = out_dir / "detectors.json"
-    if not source.is_file():
-        raise FileNotFoundError(f"{source} does not exist; run `wobbledetect reproduce detectors "
-                                f"--out {out_dir}` first.")
-    detectors = json.loads(source.read_text())
+    out_dir, source, detectors = finished_run(out_dir, "detectors", "mixed-batches", epochs)
     p = detectors["parameters"]
     sigmas = [sigma_key(s) for s in p["sigmas"]]
     n_clean, n_calibration, set_size = p["clean_sets"], p["calibration_sets"], p["set_size"]
