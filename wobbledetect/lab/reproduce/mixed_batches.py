@@ -138,13 +138,7 @@ def run(out_dir, *, log=print, epochs=None, counts=None, **ignored):
             if set_size in counts:
                 check[label] = _same_as_detectors(per_net[label][str(set_size)],
                                                   detectors["per_net"][label]["auc_per_set"])
-            log(f"[mixed-batches] {label}: AUC by k (W+Levene smoother at the rule's sigma / mean STRIP "
-                "/ STRIP Bonferroni / one class) " + "; ".join(
-                    f"{k}: " + " / ".join(f"{per_net[label][str(k)][name]:.2f}" if not _uses_w(name)
-                                          else f"{_at(per_net[label][str(k)][name], auto):.2f}"
-                                          for name in ("W+Levene smoother", "mean STRIP",
-                                                       "STRIP per input, Bonferroni", "one class"))
-                    for k in counts))
+            log(f"[mixed-batches] {label}: " + _net_line(per_net[label], auto))
 
     summary, seen, seen_best, tpr, fpr = {}, {}, {}, {}, {}
     for threat in p["threats"]:
@@ -248,6 +242,14 @@ def _bonferroni(per_input, sets):
     """Per set ``(-log10 of its smallest calibrated per-input p, flagged at ALPHA / set size)``."""
     p = per_input.p_values(sets.reshape(-1, 1)).reshape(sets.shape).min(axis=1)
     return -np.log10(p), p < ALPHA / sets.shape[1]
+
+
+def _net_line(aucs, auto):
+    """One net's log line: a few detectors' AUC at each k."""
+    names = ("W+Levene smoother", "mean STRIP", "STRIP per input, Bonferroni", "one class")
+    return (f"AUC by k ({' / '.join(names)}; W at the rule's sigma) " + "; ".join(
+        f"{k}: " + " / ".join(f"{_at(cell[name], auto) if _uses_w(name) else cell[name]:.2f}" for name in names)
+        for k, cell in aucs.items()))
 
 
 def _at(cells, sigma):
