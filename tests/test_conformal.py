@@ -104,3 +104,48 @@ def test_bad_input_is_refused_by_name():
         ConformalDetector(LeveneBackdoorDetector(), calibration_size=0.01).fit(np.ones((10, 5)))
     with pytest.raises(ValueError, match="'alpha' parameter of ConformalDetector"):
         ConformalDetector(alpha=1.5).fit(np.zeros((10, 1)))
+
+
+def test_bonferroni_rows_get_the_smallest_value_p_times_their_count():
+    rng = np.random.RandomState(5)
+    calibration = rng.exponential(size=(40, 10))
+    batches = rng.exponential(size=(3, 10))
+    batches[1, 3] = 0.0      # one trigger-like (small) value
+    batches[2, :4] = np.nan  # a batch of 6 values
+    det = ConformalDetector(tail="lower", combine="bonferroni").fit(calibration)
+    assert det.n_calibration_ == 400 and det.min_p_value_ == 1 / 401
+    per_value = conformal_p_values(-calibration.ravel(), -batches.ravel()).reshape(3, 10)
+    expected = [min(1, 10 * np.nanmin(per_value[0])), 10 / 401, min(1, 6 * np.nanmin(per_value[2]))]
+    np.testing.assert_allclose(det.p_values(batches), expected)
+    assert det.scores(batches)[1] == 0.0  # the row's most trigger-like value
+    assert det.scores(batches)[0] == np.nanmin(batches[0])
+    # The mean of the batch hides that one input; the Bonferroni row does not.
+    assert det.predict(batches)[1] == 1
+    assert ConformalDetector(tail="lower").fit(calibration).predict(batches[1:2])[0] == 0
+    with pytest.warns(CalibrationWarning, match="1 of 1 row"):
+        assert np.isnan(det.p_values(np.full((1, 10), np.nan))[0])
+
+
+def test_bonferroni_keeps_the_false_positive_rate_of_clean_batches_at_most_alpha():
+    # Zero-inflated per-input W, batches of 25: the union bound holds whatever the ties.
+    rng = np.random.RandomState(6)
+
+    def draw(n):
+        return np.where(rng.rand(n, 25) < 0.5, 0.0, rng.exponential(size=(n, 25)))
+
+    alpha, draws, n_test = 0.05, 200, 40
+    rates = [ConformalDetector(alpha=alpha, tail="upper", combine="bonferroni").fit(draw(40))
+             .predict(draw(n_test)).mean() for _ in range(draws)]
+    se = np.sqrt(alpha * (1 - alpha) / (draws * n_test))
+    assert np.mean(rates) <= alpha + 3 * se
+    assert np.mean(rates) > 0.02  # flags clean batches at all: not vacuously conservative
+
+
+def test_bonferroni_refuses_an_estimator_and_warns_when_alpha_is_out_of_reach():
+    with pytest.raises(ValueError, match="combine='bonferroni' with an estimator"):
+        ConformalDetector(LeveneBackdoorDetector(), combine="bonferroni").fit(np.zeros((10, 25)))
+    with pytest.raises(ValueError, match="'combine' parameter"):
+        ConformalDetector(combine="max").fit(np.zeros((10, 25)))
+    # 8 x 25 = 200 values: the smallest row p is 25 / 201 > 0.05.
+    with pytest.warns(CalibrationWarning, match="at least 500 clean values"):
+        ConformalDetector(combine="bonferroni").fit(np.random.RandomState(0).rand(8, 25))

@@ -16,7 +16,10 @@ non-smoothed p-values, which are this formula).
 :class:`ConformalDetector` calibrates a raw score (one column: W per input, STRIP
 entropy per input, a set's mean W) or any fitted detector's ``decision_function`` (e.g.
 :class:`~wobbledetect.LeveneBackdoorDetector`'s signed Levene score, which then keeps
-the paper's p-value in ``estimator_.p_values`` and gains the calibrated one).
+the paper's p-value in ``estimator_.p_values`` and gains the calibrated one). With
+``combine="bonferroni"`` a row of per-input values (a batch) gets the smallest of its
+inputs' conformal p-values times their number: a batch with a single trigger-like input
+is flagged, and a clean batch at most at rate ``alpha`` (the union bound).
 """
 
 from __future__ import annotations
@@ -95,6 +98,12 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
     is the calibration. ``p_values`` of new rows are then conformal: on clean data,
     ``P(p <= alpha) <= alpha`` whatever the score's distribution.
 
+    With ``combine="bonferroni"`` (no estimator), every clean *value* calibrates, and a
+    row's p-value is ``min(1, m * min_j p_j)`` over its ``m`` values: the batch is flagged
+    when any one input is trigger-like enough, and a clean batch still at most at rate
+    ``alpha``. This is the detector that sees a few triggered inputs in a batch of clean
+    ones (``docs/results.md``, "Batches that mix triggered and clean inputs").
+
     Parameters
     ----------
     estimator : estimator with ``fit`` and ``decision_function``, or None, default=None
@@ -108,6 +117,11 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
         either (``"two-sided"``: twice the smaller one-sided p, at most 1). ``"auto"``:
         ``"upper"`` with an estimator (its ``decision_function`` grows with trigger
         evidence), ``"lower"`` without (a trigger makes W and STRIP's entropy small).
+    combine : {"mean", "bonferroni"}, default="mean"
+        Without an estimator, how a row's values become one test: ``"mean"``, the row's
+        mean is the score; ``"bonferroni"``, each value is tested against the clean values
+        and the row gets the Bonferroni-corrected smallest p. Only ``"mean"`` with an
+        estimator (its ``decision_function`` gives one score per row).
     calibration_size : float or int, default=0.5
         With an estimator: the share (float in (0, 1)) or number (int) of clean rows
         held out for calibration. Ignored without one, and for an estimator already
@@ -121,11 +135,13 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
     estimator_ : estimator or None
         The fitted estimator (None without one).
     calibration_scores_ : ndarray of shape (n_calibration,)
-        The clean calibration scores, as the score (not yet oriented by ``tail``).
+        The clean calibration scores, as the score (not yet oriented by ``tail``); with
+        ``combine="bonferroni"``, every finite value of the clean rows.
     n_calibration_ : int
     tail_ : {"upper", "lower", "two-sided"}
     min_p_value_ : float
-        ``1 / (n_calibration_ + 1)``: no p-value is smaller (two-sided: twice that).
+        ``1 / (n_calibration_ + 1)``: no p-value is smaller (two-sided: twice that; with
+        ``combine="bonferroni"``, a row of ``m`` values: ``m`` times that).
     classes_ : ndarray of shape (2,)
         ``[clean label, trigger label]``.
     offset_ : float
@@ -154,22 +170,34 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
     array([0.005, 0.438])
     >>> det.predict([[0.0], [0.5]])
     array([1, 0])
+
+    A batch of 25 inputs with one trigger-like W among them:
+
+    >>> batches = rng.uniform(0.1, 1.0, size=(2, 25))
+    >>> batches[1, 0] = 0.0
+    >>> det = ConformalDetector(combine="bonferroni").fit(rng.uniform(0.1, 1.0, size=(100, 25)))
+    >>> det.p_values(batches).round(3)   # the second: 25 / 2501
+    array([0.55, 0.01])
+    >>> det.predict(batches)
+    array([0, 1])
     """
 
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit", "decision_function"]), None],
         "alpha": [Interval(Real, 0, 1, closed="neither")],
         "tail": [StrOptions({"auto", "upper", "lower", "two-sided"})],
+        "combine": [StrOptions({"mean", "bonferroni"})],
         "calibration_size": [Interval(Real, 0, 1, closed="neither"),
                              Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, estimator=None, *, alpha=0.05, tail="auto", calibration_size=0.5,
+    def __init__(self, estimator=None, *, alpha=0.05, tail="auto", combine="mean", calibration_size=0.5,
                  random_state=None):
         self.estimator = estimator
         self.alpha = alpha
         self.tail = tail
+        self.combine = combine
         self.calibration_size = calibration_size
         self.random_state = random_state
 
@@ -191,6 +219,12 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
         self : ConformalDetector
         """
         self._validate_params()
+        if self.estimator is not None and self.combine != "mean":
+            raise ValueError(
+                f"ConformalDetector got combine={self.combine!r} with an estimator; its "
+                "decision_function gives one score per row, so there is nothing to combine. "
+                "Pass combine='mean', or no estimator and rows of per-input values."
+            )
         if self.estimator is None and fit_params:
             raise TypeError(
                 f"ConformalDetector.fit got {sorted(fit_params)}, which only an estimator's fit "
@@ -208,7 +242,8 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
         self.tail_ = _AUTO_TAIL[self.estimator is not None] if self.tail == "auto" else self.tail
         if self.estimator is None:
             self.estimator_ = None
-            calibration = _row_means(X[rows])
+            calibration = (_row_means(X[rows]) if self.combine == "mean"
+                           else X[rows][~np.isnan(X[rows])].astype(np.float64))
         elif isinstance(self.estimator, FrozenEstimator):
             # Already fitted (e.g. on the clean reference): every clean row calibrates.
             self.estimator_ = self.estimator
@@ -232,17 +267,20 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
         self.min_p_value_ = 1.0 / (self.n_calibration_ + 1)
         self.offset_ = float(-np.log10(self.alpha))
         self.warnings_ = []
-        reachable = self.min_p_value_ * (2 if self.tail_ == "two-sided" else 1)
+        factor = (2 if self.tail_ == "two-sided" else 1) * (X.shape[1] if self.combine == "bonferroni" else 1)
+        reachable = self.min_p_value_ * factor
         if reachable >= self.alpha:
-            needed = int(np.ceil((2 if self.tail_ == "two-sided" else 1) / self.alpha))
+            needed = int(np.ceil(factor / self.alpha))
             issue(self.warnings_, CalibrationWarning(
                 f"ConformalDetector is calibrated on {self.n_calibration_} clean score(s): its "
                 f"smallest p-value is {reachable:.3g}, not below alpha={self.alpha}, so it can "
-                f"flag nothing. Calibrate on at least {needed} clean rows."))
+                f"flag nothing. Calibrate on at least {needed} clean "
+                f"{'values' if self.combine == 'bonferroni' else 'rows'}."))
         return self
 
     def scores(self, X):
-        """The raw score of each row: its mean, or the estimator's ``decision_function``.
+        """The raw score of each row: its mean, its most trigger-like value (the one with
+        the smallest p, ``combine="bonferroni"``), or the estimator's ``decision_function``.
 
         Parameters
         ----------
@@ -254,6 +292,12 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validated(X, reset=False)
+        if self.estimator_ is None and self.combine == "bonferroni":
+            p = self._value_p_values(X)
+            rows = ~np.isnan(p).all(axis=1)
+            out = np.full(len(X), np.nan)
+            out[rows] = X[rows, np.nanargmin(p[rows], axis=1)]
+            return out
         if self.estimator_ is None:
             return _row_means(X)
         return np.asarray(self.estimator_.decision_function(X), dtype=np.float64)
@@ -268,20 +312,25 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
         Returns
         -------
         p : ndarray of shape (n_rows,)
-            In ``[1 / (n_calibration_ + 1), 1]``; NaN (with a warning) for NaN scores.
+            In ``[1 / (n_calibration_ + 1), 1]`` (``combine="bonferroni"``: the smallest
+            p of a row's values times their number, at most 1); NaN (with a warning) for
+            rows without a score.
         """
-        s = self.scores(X)
-        if np.isnan(s).any():
+        if self.combine == "bonferroni":
+            check_is_fitted(self)
+            X = self._validated(X, reset=False)
+            per_value = self._value_p_values(X)
+            counts = (~np.isnan(per_value)).sum(axis=1)
+            p = np.full(len(X), np.nan)
+            rows = counts > 0
+            p[rows] = np.minimum(1.0, counts[rows] * np.nanmin(per_value[rows], axis=1))
+        else:
+            p = self._tail_p_values(self.scores(X))
+        if np.isnan(p).any():
             warnings.warn(CalibrationWarning(
-                f"{int(np.isnan(s).sum())} of {len(s)} row(s) have no score (NaN); their "
+                f"{int(np.isnan(p).sum())} of {len(p)} row(s) have no score (NaN); their "
                 "p-values are NaN and they are not flagged."), stacklevel=2)
-        upper = lambda: conformal_p_values(self.calibration_scores_, s)  # noqa: E731
-        lower = lambda: conformal_p_values(-self.calibration_scores_, -s)  # noqa: E731
-        if self.tail_ == "upper":
-            return upper()
-        if self.tail_ == "lower":
-            return lower()
-        return np.minimum(1.0, 2 * np.minimum(upper(), lower()))
+        return p
 
     def score_samples(self, X):
         """``-log10(p)``: evidence of a trigger, calibrated (NaN rows score 0)."""
@@ -297,6 +346,21 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
         return self.classes_[flagged.astype(int)]
 
     # -- internals -------------------------------------------------------------------
+
+    def _tail_p_values(self, s):
+        """The conformal p-value of each score in ``s`` in the fitted tail (NaN stays NaN)."""
+        upper = lambda: conformal_p_values(self.calibration_scores_, s)  # noqa: E731
+        lower = lambda: conformal_p_values(-self.calibration_scores_, -s)  # noqa: E731
+        if self.tail_ == "upper":
+            return upper()
+        if self.tail_ == "lower":
+            return lower()
+        return np.minimum(1.0, 2 * np.minimum(upper(), lower()))
+
+    def _value_p_values(self, X):
+        """``combine="bonferroni"``: the p-value of every value of ``X``, shape of ``X``."""
+        X = np.asarray(X, dtype=np.float64)
+        return self._tail_p_values(X.ravel()).reshape(X.shape)
 
     def _validated(self, X, *, reset, y=None):
         # allow_nd: an estimator may take sets of inputs; NaN marks a missing value.

@@ -13,8 +13,8 @@ mix triggered and clean inputs"):
   triggered set j and the last 25 - k of clean candidate set j; the negatives are the
   clean candidate sets. k = 25 is the detectors run itself (its AUCs come out equal).
 - The detectors run's per-set detectors, and two built from calibrated per-input
-  p-values (:class:`~wobbledetect.ConformalDetector` on the net's calibration inputs): a
-  set is flagged when its smallest p is below alpha / 25 (Bonferroni), scored by
+  p-values (``ConformalDetector(combine="bonferroni")`` on the net's calibration inputs):
+  a set is flagged when its smallest p is below alpha / 25 (Bonferroni), scored by
   ``-log10`` of that p; for STRIP and for W "smoother".
 - Per net and k the ROC AUC of each detector; per threat model the median over its
   backdoored nets, W at each net's clean-only-rule sigma and at the best sigma of the
@@ -191,7 +191,7 @@ def _score_net(arrays, sigmas, counts, n_clean, n_calibration, auto):
     values = {"STRIP": arrays["STRIP"], **{key: arrays[f"W_{key}"] for key in sigmas}}
     per_input = {what: ConformalDetector(alpha=ALPHA, tail="lower").fit(v[calibration].reshape(-1, 1))
                  for what, v in values.items()}
-    flaggers = _flaggers(values, calibration, per_input, auto)
+    flaggers = _flaggers(values, calibration, auto)
     y = np.r_[np.zeros(n_clean), np.ones(n_clean)]
     aucs, flags = {}, {"clean": {name: flag({w: v[clean] for w, v in values.items()})
                                  for name, flag in flaggers.items()}}
@@ -208,7 +208,7 @@ def _score_net(arrays, sigmas, counts, n_clean, n_calibration, auto):
             cell[name] = {key: auc(key) for key in sigmas} if _uses_w(name) else auc("STRIP")
         for name, what in BONFERRONI.items():
             def auc(what):
-                return auc_or_nan(y, _bonferroni(per_input[what], rows[what])[0])
+                return auc_or_nan(y, _smallest_p_score(per_input[what], rows[what]))
 
             cell[name] = {key: auc(key) for key in sigmas} if what == "W" else auc("STRIP")
         aucs[str(k)] = cell
@@ -216,15 +216,16 @@ def _score_net(arrays, sigmas, counts, n_clean, n_calibration, auto):
     return aucs, flags
 
 
-def _flaggers(values, calibration, per_input, auto):
+def _flaggers(values, calibration, auto):
     """Calibrated set detectors at alpha: name -> function of ``{what: sets}`` to flags.
     W ones at the net's rule sigma ``auto`` (none where the net has no rule sigma)."""
-    def conformal_sets(estimator, what, tail):
-        detector = ConformalDetector(estimator, alpha=ALPHA, tail=tail).fit(values[what][calibration])
+    def conformal_sets(estimator, what, tail, combine="mean"):
+        detector = ConformalDetector(estimator, alpha=ALPHA, tail=tail, combine=combine)
+        detector.fit(values[what][calibration])
         return lambda sets: detector.predict(sets[what]) == 1
 
-    def bonferroni(what):
-        return lambda sets: _bonferroni(per_input[what], sets[what])[1]
+    def bonferroni(what):  # the library's combine="bonferroni": flagged where min p < ALPHA / 25
+        return conformal_sets(None, what, "lower", "bonferroni")
 
     out = {"mean STRIP (calibrated)": conformal_sets(None, "STRIP", "lower"),
            "STRIP per input, Bonferroni": bonferroni("STRIP")}
@@ -238,10 +239,10 @@ def _flaggers(values, calibration, per_input, auto):
     return out
 
 
-def _bonferroni(per_input, sets):
-    """Per set ``(-log10 of its smallest calibrated per-input p, flagged at ALPHA / set size)``."""
-    p = per_input.p_values(sets.reshape(-1, 1)).reshape(sets.shape).min(axis=1)
-    return -np.log10(p), p < ALPHA / sets.shape[1]
+def _smallest_p_score(per_input, sets):
+    """Per set, ``-log10`` of its smallest calibrated per-input p (the design's score; the
+    Bonferroni p, ``min(1, 25 p)``, would tie every set whose smallest p is above 1/25)."""
+    return -np.log10(per_input.p_values(sets.reshape(-1, 1)).reshape(sets.shape).min(axis=1))
 
 
 def _net_line(aucs, auto):
