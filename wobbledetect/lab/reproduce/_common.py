@@ -511,6 +511,20 @@ def reference_scores(W, direction):
     ])
 
 
+#: The backdoored nets' triggers per trigger set (Fig. 3's numbers 1, 3, 4; three of the
+#: separated set's four, ``lr-plus`` never trained).
+TRAINED_TRIGGERS = {"fig3": ("square", "checker2", "checker"),
+                    "separated": ("ul-square", "ur-checker", "ll-cross")}
+
+
+def zoo_defaults(quick, threats=None, triggers=None, seeds=None):
+    """``(threats, triggers, seeds)``: those given, else the first Fig. 6 design's zoo --
+    T3 and T1, Fig. 3's trained triggers, seeds 0-2 (quick: T1, ``square``, seed 0)."""
+    return (tuple(threats or (("T1",) if quick else ("T3", "T1"))),
+            tuple(triggers or (("square",) if quick else TRAINED_TRIGGERS["fig3"])),
+            tuple(seeds if seeds is not None else ((0,) if quick else (0, 1, 2))))
+
+
 def zoo_configs(exp, threats, triggers, seeds):
     """Fig. 6's zoo: per threat model the clean nets, then each trigger's nets, by seed.
 

@@ -43,7 +43,7 @@ from ..train import predict
 from ..triggers import get_trigger
 from ._common import (
     DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, auc_or_nan, measure_nets, sigma_key,
-    within_net_summary, zoo_configs,
+    within_net_summary, zoo_configs, zoo_defaults,
 )
 
 __all__ = ["run", "DETECTOR_SIGMAS", "ALPHA", "SET_DETECTORS", "INPUT_DETECTORS"]
@@ -96,9 +96,7 @@ def run(
     """
     exp = Experiment("detectors", out_dir, quick=quick, data_dir=data_dir, cache_dir=cache_dir,
                      dataset=dataset, log=log, download=download, epochs=epochs)
-    threats = tuple(threats or (("T1",) if quick else ("T3", "T1")))
-    triggers = tuple(triggers or (("square",) if quick else ("square", "checker2", "checker")))
-    seeds = tuple(seeds if seeds is not None else ((0,) if quick else (0, 1, 2)))
+    threats, triggers, seeds = zoo_defaults(quick, threats, triggers, seeds)
     sigmas = exp.sigmas if quick else DETECTOR_SIGMAS
     n_pool, n_clean, n_triggered, n_calibration, n_blends = _SIZES[exp.mode]
     nets, distinct = zoo_configs(exp, threats, triggers, seeds)

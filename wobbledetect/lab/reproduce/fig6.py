@@ -52,8 +52,8 @@ from ..train import backdoor_accuracy
 from ..triggers import TRIGGER_SETS, get_trigger
 from ..zoo import check_snapshots
 from ._common import (
-    DIRECTIONS, DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, auc_or_nan,
-    draw_indices, measure_nets, reference_scores, sigma_key, zoo_configs,
+    DIRECTIONS, DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, TRAINED_TRIGGERS, Experiment, NetRecord,
+    auc_or_nan, draw_indices, measure_nets, reference_scores, sigma_key, zoo_configs, zoo_defaults,
 )
 from .fig6_scoring import score_breakdown
 
@@ -61,10 +61,6 @@ __all__ = ["run", "functional_trigger_auc", "FUNCTIONAL_ASR", "TRAINED_TRIGGERS"
 
 #: The candidate triggers of the first design: the eight patches of the paper's Fig. 3.
 CANDIDATE_TRIGGERS = TRIGGER_SETS["fig3"]
-#: The backdoored nets' triggers per trigger set (Fig. 3's numbers 1, 3, 4; three of the
-#: separated set, whose fourth, ``lr-plus``, is never trained).
-TRAINED_TRIGGERS = {"fig3": ("square", "checker2", "checker"),
-                    "separated": ("ul-square", "ur-checker", "ll-cross")}
 #: Clean null sets per repetition (normalisation only; see :mod:`.fig6_scoring`).
 NULL_SETS = 3
 #: Test images (of other classes than the target) on which each trigger's attack success
@@ -131,9 +127,7 @@ def run(
                          f"got {trigger_set!r}.")
     candidate_triggers = TRIGGER_SETS[trigger_set]
     snapshots = check_snapshots(snapshots, exp.epochs)
-    triggers = tuple(triggers or TRAINED_TRIGGERS[trigger_set])
-    threats = tuple(threats or (("T1",) if quick else ("T3", "T1")))
-    seeds = tuple(seeds if seeds is not None else ((0,) if quick else (0, 1, 2)))
+    threats, triggers, seeds = zoo_defaults(quick, threats, triggers or TRAINED_TRIGGERS[trigger_set], seeds)
     repetitions = int(repetitions or (2 if quick else 5))
     null_sets = int(null_sets)
     n_candidates = 1 + len(candidate_triggers)

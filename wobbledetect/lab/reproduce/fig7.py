@@ -40,7 +40,7 @@ from ...plotting import plot_roc_panels
 from ..train import predict
 from ._common import (
     DIRECTIONS, DISPLAY_NAMES, NOISE_SEED, SET_SIZE, Experiment, NetRecord, auc_or_nan, draw_indices,
-    measure_nets, reference_scores, sigma_key, within_net_summary, zoo_configs,
+    measure_nets, reference_scores, sigma_key, within_net_summary, zoo_configs, zoo_defaults,
 )
 
 __all__ = ["run", "PAPER_AUC", "UAP_PARAMETERS"]
@@ -94,13 +94,9 @@ def run(
     >>> out = fig7.run("out", quick=True, data_dir="../shared/data")  # doctest: +SKIP
     >>> out["auc_by_direction"]["wobblier"]["T1"]["0.3"]  # doctest: +SKIP
     """
-    from .fig6 import TRAINED_TRIGGERS
-
     exp = Experiment("fig7", out_dir, quick=quick, data_dir=data_dir, cache_dir=cache_dir,
                      dataset=dataset, log=log, download=download, epochs=epochs)
-    threats = tuple(threats or (("T1",) if quick else ("T3", "T1")))
-    triggers = tuple(triggers or (("square",) if quick else TRAINED_TRIGGERS["fig3"]))
-    seeds = tuple(seeds if seeds is not None else ((0,) if quick else (0, 1, 2)))
+    threats, triggers, seeds = zoo_defaults(quick, threats, triggers, seeds)
     repetitions = int(repetitions or (2 if quick else 5))
     uap_parameters = UAP_PARAMETERS | ({"max_iter": 1} if quick else {})
     nets, distinct = zoo_configs(exp, threats, triggers, seeds)

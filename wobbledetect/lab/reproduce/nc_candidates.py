@@ -39,7 +39,7 @@ from ...plotting import plot_heatmaps
 from ..train import predict
 from ._common import (
     DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, draw_indices, measure_nets,
-    sigma_key, zoo_configs,
+    sigma_key, zoo_configs, zoo_defaults,
 )
 
 __all__ = ["run", "DETECTED_SHARE"]
@@ -86,13 +86,9 @@ def run(
     >>> out = nc_candidates.run("out", quick=True, data_dir="../shared/data")  # doctest: +SKIP
     >>> out["summary"]["T1"]["0.3"]["candidates_flagged"]  # doctest: +SKIP
     """
-    from .fig6 import TRAINED_TRIGGERS
-
     exp = Experiment("nc_candidates", out_dir, quick=quick, data_dir=data_dir, cache_dir=cache_dir,
                      dataset=dataset, log=log, download=download, epochs=epochs)
-    threats = tuple(threats or (("T1",) if quick else ("T3", "T1")))
-    triggers = ("square",) if quick else TRAINED_TRIGGERS["fig3"]
-    seeds = (0,) if quick else (0, 1, 2)
+    threats, triggers, seeds = zoo_defaults(quick, threats)
     repetitions = int(repetitions or (2 if quick else 5))
     cleanse = NeuralCleanse(None, max_steps=10, batches_per_step=2) if quick else NeuralCleanse(None)
     nets, distinct = zoo_configs(exp, threats, triggers, seeds)

@@ -33,7 +33,7 @@ import numpy as np
 from ...plotting import COLORS, plot_line_panels
 from ._common import (
     DIRECTIONS, DISPLAY_NAMES, NOISE_SEED, TARGET, Experiment, NetRecord, auc_or_nan, draw_triplets,
-    measure_nets, reference_scores, sigma_key, within_net_summary, zoo_configs,
+    measure_nets, reference_scores, sigma_key, within_net_summary, zoo_configs, zoo_defaults,
 )
 from .set_size import SIGMAS
 
@@ -88,13 +88,9 @@ def run(
     >>> out = set_size_zoo.run("out", quick=True, data_dir="../shared/data")  # doctest: +SKIP
     >>> out["auc"]["T1"]["smoother"]["0.3"]["50"]  # doctest: +SKIP
     """
-    from .fig6 import TRAINED_TRIGGERS
-
     exp = Experiment("set_size_zoo", out_dir, quick=quick, data_dir=data_dir, cache_dir=cache_dir,
                      dataset=dataset, log=log, download=download, epochs=epochs)
-    threats = tuple(threats or (("T1",) if quick else ("T3", "T1")))
-    triggers = tuple(triggers or (("square",) if quick else TRAINED_TRIGGERS["fig3"]))
-    seeds = tuple(seeds if seeds is not None else ((0,) if quick else (0, 1, 2)))
+    threats, triggers, seeds = zoo_defaults(quick, threats, triggers, seeds)
     sizes = tuple(sorted({int(s) for s in (sizes or (QUICK_SIZES if quick else SIZES))}))
     if sizes[0] < 3:
         raise ValueError(f"The 'sizes' parameter must hold set sizes of at least 3; got {list(sizes)}.")
