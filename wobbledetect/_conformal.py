@@ -242,8 +242,9 @@ class ConformalDetector(ClassifierMixin, BaseEstimator):
         self.tail_ = _AUTO_TAIL[self.estimator is not None] if self.tail == "auto" else self.tail
         if self.estimator is None:
             self.estimator_ = None
-            calibration = (_row_means(X[rows]) if self.combine == "mean"
-                           else X[rows][~np.isnan(X[rows])].astype(np.float64))
+            clean_rows = X[rows]
+            calibration = (_row_means(clean_rows) if self.combine == "mean"
+                           else clean_rows[~np.isnan(clean_rows)].astype(np.float64))
         elif isinstance(self.estimator, FrozenEstimator):
             # Already fitted (e.g. on the clean reference): every clean row calibrates.
             self.estimator_ = self.estimator

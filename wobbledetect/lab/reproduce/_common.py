@@ -333,6 +333,11 @@ class Experiment:
         return results
 
 
+def record_path(out_dir, label):
+    """Where a figure run in ``out_dir`` keeps net ``label``'s :class:`NetRecord`."""
+    return Path(out_dir) / "nets" / f"{label.replace('/', '_')}.npz"
+
+
 class NetRecord:
     """One net's measurements in ``out_dir/nets/<label>.npz``, reused by a later identical run.
 
@@ -351,7 +356,7 @@ class NetRecord:
 
     def __init__(self, exp, config, signature):
         self.exp, self.config = exp, config
-        self.path = exp.out_dir / "nets" / f"{config.label.replace('/', '_')}.npz"
+        self.path = record_path(exp.out_dir, config.label)
         self.signature = {**signature, "key": config_key(config.key_dict())}
 
     def load(self):

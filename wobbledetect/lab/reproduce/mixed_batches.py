@@ -37,7 +37,7 @@ import numpy as np
 
 from ... import ConformalDetector, LeveneBackdoorDetector, WobbledetectWarning
 from ...plotting import plot_line_panels
-from ._common import auc_or_nan, finished_run, jsonable, sigma_key, within_net_summary
+from ._common import auc_or_nan, finished_run, jsonable, record_path, sigma_key, within_net_summary
 from .detectors import ALPHA, SET_DETECTORS, _detector_score, _frozen, _uses_w
 
 __all__ = ["run", "MIXED_COUNTS", "QUICK_COUNTS", "SEEN_FROM", "BONFERRONI", "mix"]
@@ -47,10 +47,9 @@ MIXED_COUNTS = (1, 2, 5, 10, 15, 20, 25)
 QUICK_COUNTS = (1, 25)
 #: The median AUC from which a detector counts as seeing k poisons in the summary.
 SEEN_FROM = 0.9
-#: Set detectors built from calibrated per-input p-values: name -> (values, W sigma or not).
+#: Set detectors built from calibrated per-input p-values: name -> the values they test
+#: (STRIP entropy, or W at every sigma).
 BONFERRONI = {"STRIP per input, Bonferroni": "STRIP", "W smoother per input, Bonferroni": "W"}
-#: Calibrated set detectors whose true-positive rate is reported (as in the detectors run).
-CALIBRATED = ("W+Levene smoother (calibrated)", "mean W smoother (calibrated)", "mean STRIP (calibrated)")
 
 
 def mix(clean, triggered, k):
@@ -174,7 +173,7 @@ def run(out_dir, *, log=print, epochs=None, counts=None, **ignored):
 
 
 def _record(out_dir, label):
-    path = out_dir / "nets" / f"{label.replace('/', '_')}.npz"
+    path = record_path(out_dir, label)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: the detectors run in {out_dir} did not keep "
                                 f"{label}'s record. Run `wobbledetect reproduce detectors --out {out_dir}`.")
