@@ -83,6 +83,10 @@ def test_rescoring_a_finished_run_writes_its_files(tmp_path):
     assert saved["normalised"]["paper"]["smoother"]["T1"]["0.3"] == 1.0 and saved["epochs"] == 4
     assert (tmp_path / "fig6_scoring.png").read_bytes()[:4] == b"\x89PNG"
     assert any("T1 normalised: 0.3 1.00" in line for line in lines)
+    # "plus" is nobody's trigger: 6 plus against 6 clean sets of net "a" and "b".
+    assert saved["unused_trigger"]["auc"]["never trained"]["T1"]["0.3"]["n_clean"] == 6
+    assert any(line.startswith("[fig6-scoring] unused trigger (never trained) behaves like clean: T1 ")
+               for line in lines)
 
 
 def test_rescoring_needs_a_run_and_refuses_epochs(tmp_path):
@@ -103,3 +107,56 @@ def test_one_repetition_without_null_sets_says_it_cannot_normalise():
         out = score_breakdown(one)
     assert np.isnan(out["normalised"]["paper"]["smoother"]["T1"]["0.3"])
     assert out["pooled"]["paper"]["smoother"]["T1"]["0.3"] == pytest.approx(1 - 2 / 8)
+
+
+def _zoo(unused_shift, n_nets=6, repetitions=5, seed=0):
+    """Backdoored nets on "square"; "plus" is nobody's trigger and scores ``unused_shift``
+    above the net's clean sets on average; each net has its own offset."""
+    rng = np.random.default_rng(seed)
+    pairs = {"net": [], "repetition": [], "candidate": [], "label": []}
+    scores = []
+    for i in range(n_nets):
+        offset = rng.normal(0, 3)
+        for rep in range(repetitions):
+            for candidate, label, mean in (("clean", 0, 0.0), ("square", 1, 5.0), ("plus", 0, unused_shift)):
+                pairs["net"].append(f"T1/square/seed{i}")
+                pairs["repetition"].append(rep)
+                pairs["candidate"].append(candidate)
+                pairs["label"].append(label)
+                scores.append(offset + mean + rng.normal())
+    return {"pairs": {"T1": pairs}, "scores": {"T1": {"0.1": {"smoother": scores},
+                                                       "0.3": {"smoother": list(np.array(scores) * 2)}}}}
+
+
+def test_unused_trigger_auc_is_the_pooled_auc_with_an_interval_over_nets():
+    from sklearn.metrics import roc_auc_score
+
+    results = _zoo(unused_shift=0.0)
+    out = fig6_scoring.unused_trigger_auc(results)
+    assert out["never_trained"] == ["plus"] and out["level"] == pytest.approx(1 - 0.05 / 2)
+    pairs = results["pairs"]["T1"]
+    candidate = np.array(pairs["candidate"])
+    score = np.array(results["scores"]["T1"]["0.1"]["smoother"])
+    keep = candidate != "square"
+    expected = roc_auc_score(candidate[keep] == "plus", score[keep])
+    cell = out["auc"]["never trained"]["T1"]["0.1"]
+    assert cell["auc"] == pytest.approx(expected)
+    assert cell["n_triggered"] == cell["n_clean"] == 6 * 5
+    assert cell["low"] < cell["auc"] < cell["high"]
+    # Scores doubled: the same ranks, the same AUC and the same bootstrap draws.
+    assert out["auc"]["never trained"]["T1"]["0.3"] == cell
+    # On this zoo "other" is "plus" too; "own" is the net's trigger against the same clean sets.
+    assert out["auc"]["other"]["T1"]["0.1"] == cell
+    keep = candidate != "plus"
+    assert out["auc"]["own"]["T1"]["0.1"]["auc"] == pytest.approx(
+        roc_auc_score(candidate[keep] == "square", score[keep]))
+    assert out["behaves_like_clean"] == {"never trained": {"T1": True}, "other": {"T1": True}}
+    # In the breakdown of a Fig. 6 result.
+    assert score_breakdown(results)["unused_trigger"] == out
+
+
+def test_an_unused_trigger_that_moves_w_does_not_behave_like_clean():
+    out = fig6_scoring.unused_trigger_auc(_zoo(unused_shift=2.0))
+    cell = out["auc"]["never trained"]["T1"]["0.1"]
+    assert cell["auc"] > 0.7 and cell["low"] > 0.5
+    assert out["behaves_like_clean"]["never trained"] == {"T1": False}

@@ -140,6 +140,12 @@ def test_fig6_quick(data_dir, lab_cache, tmp_path, capsys):
     within = scoring["within_net"]["paper"]["smoother"]["T1"]["0.3"]
     assert sorted(within["per_net"]) == ["T1/checker2/seed0", "T1/square/seed0"]
     assert within["min"] <= within["median"] <= within["max"]
+    unused = scoring["unused_trigger"]
+    assert unused["never_trained"] == ["checker", "cross", "diagonal", "frame", "plus", "smiley"]
+    cell = unused["auc"]["never trained"]["T1"]["0.3"]
+    assert (cell["n_triggered"], cell["n_clean"]) == (2 * 2 * 6, 2 * 2)
+    assert cell["low"] <= cell["auc"] <= cell["high"]
+    assert set(unused["behaves_like_clean"]["other"]) == {"T1"}
     # Each net's W was written as it was measured; the same command again reuses it all
     # and writes the same numbers.
     assert sorted(p.name for p in (tmp_path / "nets").iterdir()) == [

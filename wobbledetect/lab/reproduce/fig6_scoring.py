@@ -17,6 +17,11 @@ design: why Fig. 6 does not reproduce", point 1), per threat model, sigma and di
 Each with the paper's negatives (clean and untrained-trigger candidates) and with clean
 candidates as the only negatives (``"paper"`` and ``"clean-only"``).
 
+``unused_trigger``: the paper's "an unused trigger behaves like clean data", scored as
+pre-registered (``docs/results.md``, amendment "how an unused trigger ... is scored"):
+on the backdoored nets, the AUC of candidates carrying a trigger that is not the net's
+own against the net's clean candidates, with an interval from a bootstrap over nets.
+
 ``wobbledetect reproduce fig6-scoring --out DIR`` re-scores ``DIR/fig6.json`` (no
 training, no W) and writes ``fig6_scoring.json`` and ``fig6_scoring.png`` beside it; a
 Fig. 6 run also stores this breakdown in its own JSON (``"scoring"``).
@@ -33,7 +38,7 @@ import numpy as np
 from ...plotting import COLORS, plot_line_panels
 from ._common import auc_or_nan, finished_run, jsonable, within_net_summary
 
-__all__ = ["run", "score_breakdown", "normalise_per_net", "NEGATIVES"]
+__all__ = ["run", "score_breakdown", "normalise_per_net", "unused_trigger_auc", "NEGATIVES"]
 
 #: Which candidates count as negatives: the paper's labelling, or clean sets only.
 NEGATIVES = ("paper", "clean-only")
@@ -130,11 +135,105 @@ def score_breakdown(results):
                     per_net = {net: auc_or_nan(labels[mask & (nets == net)],
                                                score[mask & (nets == net)]) for net in backdoored}
                     put("within_net", within_net_summary(per_net))
+    out["unused_trigger"] = unused_trigger_auc(results)
     if missing:
         warnings.warn(f"Fig. 6 scoring cannot normalise per net: {missing} Draw null sets "
                       "(null_sets > 0) or use at least 2 repetitions; the normalised AUC is NaN.",
                       UserWarning, stacklevel=2)
     return out
+
+
+def unused_trigger_auc(results, *, n_boot=2000, random_state=0, alpha=0.05):
+    """Do sets carrying a trigger the net was not trained on score like clean sets?
+
+    On each backdoored net of a threat model, its candidates are scored against their
+    repetition's reference (Fig. 6's "smoother" score). Three views of the triggered
+    candidates, each against the same nets' clean candidates: ``"never trained"`` (a
+    trigger that is no net's own in the run), ``"other"`` (every trigger but the net's
+    own) and, for comparison, ``"own"``. The AUC pools the pairs of the backdoored nets;
+    its interval comes from a bootstrap that resamples whole nets (their pairs are not
+    independent), at level ``1 - alpha / n_sigmas``.
+
+    Parameters
+    ----------
+    results : dict
+        A Fig. 6 result: uses ``"pairs"`` and ``"scores"`` (direction ``"smoother"``).
+    n_boot : int, default=2000
+        Bootstrap draws of the backdoored nets, the same draws for every view and sigma.
+    random_state : int, default=0
+    alpha : float, default=0.05
+        Split over the sigmas (Bonferroni) for the interval.
+
+    Returns
+    -------
+    dict
+        ``{"level": float, "never_trained": [names], "auc": {view: {threat: {sigma:
+        {"auc", "low", "high", "n_triggered", "n_clean"}}}}, "behaves_like_clean":
+        {view: {threat: bool}}}``, the last True iff every sigma's interval contains
+        0.5 (not given for ``"own"``). A view with no candidates is left out.
+
+    Examples
+    --------
+    >>> from wobbledetect.lab.reproduce.fig6_scoring import unused_trigger_auc
+    >>> pairs = {"net": ["a"] * 3 + ["b"] * 3, "repetition": [0] * 6,
+    ...          "candidate": ["clean", "square", "plus"] * 2, "label": [0, 1, 0] * 2}
+    >>> scores = {"T1": {"0.3": {"smoother": [0.0, 5.0, 1.0, 0.0, 5.0, -1.0]}}}
+    >>> out = unused_trigger_auc({"pairs": {"T1": pairs}, "scores": scores})
+    >>> out["never_trained"], out["auc"]["never trained"]["T1"]["0.3"]["auc"]
+    (['plus'], 0.5)
+    >>> out["auc"]["own"]["T1"]["0.3"]["auc"]
+    1.0
+    """
+    all_pairs = results["pairs"]
+    own_triggers = {c for p in all_pairs.values() for c, y in zip(p["candidate"], p["label"]) if y}
+    never = sorted({c for p in all_pairs.values() for c in p["candidate"]}
+                   - own_triggers - {"clean"})
+    rng = np.random.default_rng(random_state)
+    out = {"never_trained": never, "auc": {}, "behaves_like_clean": {}}
+    for threat, pairs in all_pairs.items():
+        nets, candidates = np.asarray(pairs["net"]), np.asarray(pairs["candidate"])
+        labels = np.asarray(pairs["label"])
+        backdoored = sorted(set(nets[labels == 1]))
+        if not backdoored:
+            continue
+        in_zoo = np.isin(nets, backdoored)
+        views = {"never trained": in_zoo & np.isin(candidates, never),
+                 "other": in_zoo & (labels == 0) & (candidates != "clean"),
+                 "own": labels == 1}
+        clean = in_zoo & (candidates == "clean")
+        draws = rng.integers(0, len(backdoored), size=(n_boot, len(backdoored)))
+        counts = np.stack([np.bincount(d, minlength=len(backdoored)) for d in draws])
+        sigmas = results["scores"][threat]
+        level = 1 - alpha / len(sigmas)
+        out["level"] = level
+        for key, by_direction in sigmas.items():
+            score = np.asarray(by_direction["smoother"], dtype=float)
+            for view, triggered in views.items():
+                if not triggered.any():
+                    continue
+                wins, n_t, n_c = _wins_by_net(score, nets, backdoored, triggered, clean)
+                boot = (np.einsum("bi,ij,bj->b", counts, wins, counts)
+                        / ((counts @ n_t) * (counts @ n_c)))
+                low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+                out["auc"].setdefault(view, {}).setdefault(threat, {})[key] = {
+                    "auc": float(wins.sum() / (n_t.sum() * n_c.sum())),
+                    "low": float(low), "high": float(high),
+                    "n_triggered": int(n_t.sum()), "n_clean": int(n_c.sum())}
+    for view, by_threat in out["auc"].items():
+        if view != "own":
+            out["behaves_like_clean"][view] = {
+                threat: all(c["low"] <= 0.5 <= c["high"] for c in cells.values())
+                for threat, cells in by_threat.items()}
+    return out
+
+
+def _wins_by_net(score, nets, order, triggered, clean):
+    """``wins[i, j]``: how often net i's triggered pairs outscore net j's clean ones (ties
+    half), with the pair counts -- so that any multiset of nets has AUC m'Wm / (m'n_t m'n_c)."""
+    t = [score[triggered & (nets == net)] for net in order]
+    c = [score[clean & (nets == net)] for net in order]
+    wins = np.array([[(a[:, None] > b).sum() + 0.5 * (a[:, None] == b).sum() for b in c] for a in t])
+    return wins, np.array([len(a) for a in t]), np.array([len(b) for b in c])
 
 
 def run(out_dir, *, log=print, epochs=None, **ignored):
@@ -174,6 +273,10 @@ def run(out_dir, *, log=print, epochs=None, **ignored):
             values = breakdown[kind]["paper"]["smoother"][threat]
             log(f"[fig6-scoring] {threat} {kind}: " + ", ".join(
                 f"{k} {v:.2f}" for k, v in values.items()))
+    unused = breakdown["unused_trigger"]
+    for view, by_threat in unused["behaves_like_clean"].items():
+        log(f"[fig6-scoring] unused trigger ({view}) behaves like clean: " + ", ".join(
+            f"{threat} {'yes' if ok else 'no'}" for threat, ok in by_threat.items()))
     breakdown["files"] = [_plot(breakdown, out_dir / "fig6_scoring.png"), "fig6_scoring.json"]
     (out_dir / "fig6_scoring.json").write_text(
         json.dumps(jsonable(breakdown), indent=2, allow_nan=False) + "\n")
