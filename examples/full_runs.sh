@@ -7,7 +7,8 @@
 #   WOBBLEDETECT_CACHE=/work/cache bash examples/full_runs.sh
 #   AGAIN=1 bash examples/full_runs.sh          # also rerun the finished ones (reads nets back)
 #
-# Tens of hours on 2 CPU cores, most of it Neural Cleanse (docs/lab.md has the costs);
+# About 15 hours on 2 CPU cores, alone on them (docs/lab.md has the costs; two torch jobs side by side
+# slow each other about sixfold);
 # far less on a GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,9 +38,9 @@ run examples/results/fig6-separated-e4 fig6 --trigger-set separated --epochs 4
 # Issue 14: the paper's section 5 on Fashion-MNIST; Fig. 7 first (about 2 h).
 run examples/results/fig7 fig7
 # Issue 17: weak and adaptive attacks (about 2.5 h). Run before issue 14's Neural Cleanse
-# runs, which take tens of hours on 2 CPU cores (docs/lab.md): this way issue 17 lands
+# runs, which take about 10 h on 2 CPU cores (docs/lab.md): this way issue 17 lands
 # sessions earlier and issue 14 waits 2.5 h longer.
 run examples/results/attacks attacks
-# Issue 14, continued: Neural Cleanse on every net (~30-50 min per net on 2 cores).
+# Issue 14, continued: Neural Cleanse on every net (~9 min per net on 2 cores).
 run examples/results/nc-candidates nc-candidates
 run examples/results/screen-zoo-fashion-mnist screen-zoo --dataset fashion-mnist
