@@ -189,7 +189,8 @@ def unused_trigger_auc(results, *, n_boot=2000, random_state=0, alpha=0.05):
     never = sorted({c for p in all_pairs.values() for c in p["candidate"]}
                    - own_triggers - {"clean"})
     rng = np.random.default_rng(random_state)
-    out = {"never_trained": never, "auc": {}, "behaves_like_clean": {}}
+    level = 1 - alpha / max(len(by_sigma) for by_sigma in results["scores"].values())
+    out = {"level": level, "never_trained": never, "auc": {}, "behaves_like_clean": {}}
     for threat, pairs in all_pairs.items():
         nets, candidates = np.asarray(pairs["net"]), np.asarray(pairs["candidate"])
         labels = np.asarray(pairs["label"])
@@ -203,10 +204,7 @@ def unused_trigger_auc(results, *, n_boot=2000, random_state=0, alpha=0.05):
         clean = in_zoo & (candidates == "clean")
         draws = rng.integers(0, len(backdoored), size=(n_boot, len(backdoored)))
         counts = np.stack([np.bincount(d, minlength=len(backdoored)) for d in draws])
-        sigmas = results["scores"][threat]
-        level = 1 - alpha / len(sigmas)
-        out["level"] = level
-        for key, by_direction in sigmas.items():
+        for key, by_direction in results["scores"][threat].items():
             score = np.asarray(by_direction["smoother"], dtype=float)
             for view, triggered in views.items():
                 if not triggered.any():
