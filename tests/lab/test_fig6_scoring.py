@@ -12,20 +12,27 @@ from wobbledetect.lab.reproduce import fig6_scoring, run_figure
 from wobbledetect.lab.reproduce.fig6_scoring import normalise_per_net, score_breakdown
 
 
+def _pairs(rows):
+    """Fig. 6's ``pairs`` of one threat model and their scores, from (net, repetition,
+    candidate, label, score) rows; the label is 1 for the net's own trigger."""
+    pairs = {"net": [], "repetition": [], "candidate": [], "label": []}
+    scores = []
+    for net, rep, candidate, label, score in rows:
+        for key, value in zip(pairs, (net, rep, candidate, label)):
+            pairs[key].append(value)
+        scores.append(score)
+    return pairs, scores
+
+
 def _two_nets(null_scores=None):
     """Net "a" scores everything around 0, net "b" around 10; within each net the trigger
     scores highest, but b's clean sets outscore a's triggered ones."""
-    pairs = {"net": [], "repetition": [], "candidate": [], "label": []}
-    scores = []
-    for net, offset in (("a", 0.0), ("b", 10.0)):
-        for rep in range(3):
-            for candidate, label, value in (("clean", 0, rep * 0.5), ("square", 1, 4.0 + rep * 0.1),
-                                            ("plus", 0, 1.0 + rep * 0.2)):
-                pairs["net"].append(net)
-                pairs["repetition"].append(rep)
-                pairs["candidate"].append(candidate)
-                pairs["label"].append(label)
-                scores.append(offset + value)
+    pairs, scores = _pairs(
+        (net, rep, candidate, label, offset + value)
+        for net, offset in (("a", 0.0), ("b", 10.0))
+        for rep in range(3)
+        for candidate, label, value in (("clean", 0, rep * 0.5), ("square", 1, 4.0 + rep * 0.1),
+                                        ("plus", 0, 1.0 + rep * 0.2)))
     results = {"pairs": {"T1": pairs}, "scores": {"T1": {"0.3": {"smoother": scores}}}}
     if null_scores is not None:
         results["null_scores"] = null_scores
@@ -113,17 +120,14 @@ def _zoo(unused_shift, n_nets=6, repetitions=5, seed=0):
     """Backdoored nets on "square"; "plus" is nobody's trigger and scores ``unused_shift``
     above the net's clean sets on average; each net has its own offset."""
     rng = np.random.default_rng(seed)
-    pairs = {"net": [], "repetition": [], "candidate": [], "label": []}
-    scores = []
+    rows = []
     for i in range(n_nets):
         offset = rng.normal(0, 3)
-        for rep in range(repetitions):
-            for candidate, label, mean in (("clean", 0, 0.0), ("square", 1, 5.0), ("plus", 0, unused_shift)):
-                pairs["net"].append(f"T1/square/seed{i}")
-                pairs["repetition"].append(rep)
-                pairs["candidate"].append(candidate)
-                pairs["label"].append(label)
-                scores.append(offset + mean + rng.normal())
+        rows += [(f"T1/square/seed{i}", rep, candidate, label, offset + mean + rng.normal())
+                 for rep in range(repetitions)
+                 for candidate, label, mean in (("clean", 0, 0.0), ("square", 1, 5.0),
+                                                ("plus", 0, unused_shift))]
+    pairs, scores = _pairs(rows)
     return {"pairs": {"T1": pairs}, "scores": {"T1": {"0.1": {"smoother": scores},
                                                        "0.3": {"smoother": list(np.array(scores) * 2)}}}}
 
