@@ -272,8 +272,11 @@ def test_fig7_quick(data_dir, lab_cache, tmp_path, capsys):
         assert 0 <= smoother <= 1
         assert saved["auc_by_direction"]["wobblier"]["T1"][sigma] == pytest.approx(1 - smoother)
         assert len(saved["within_net"]["smoother"]["T1"][sigma]["per_net"]) == 2
-    for rates in saved["fooling_rate"].values():
+    for net, rates in saved["fooling_rate"].items():
         assert 0 <= rates["crafting"] <= 1 and 0 <= rates["test_sets"] <= 1
+        # "did not take" is the design's rule: the fooling rate on the test sets
+        said = [line for line in lines if line.startswith(f"[fig7] {net}: UAP fooling rate")]
+        assert len(said) == 1 and ("did not take" in said[0]) == (rates["test_sets"] < fig7.TOOK), said
     # Each net's UAP and W were written as they were measured; the same command again
     # reads them back, crafts and measures nothing, and writes the same numbers.
     assert sorted(p.name for p in (tmp_path / "nets").iterdir()) == ["T1_square_seed0.npz", "clean_seed0.npz"]
