@@ -643,6 +643,78 @@ def test_attacks_tiny(data_dir, lab_cache, tmp_path, tiny):
     assert not any("forwards in" in line for line in again)  # no W measured again
 
 
+def _attacks_table():
+    import runpy
+    from pathlib import Path
+
+    return runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "attacks_table.py"))
+
+
+def test_attacks_table_scores_a_run_in_progress_with_the_runs_own_code(tmp_path, capsys):
+    from dataclasses import replace
+
+    table = _attacks_table()
+    exp = _common.Experiment("attacks", tmp_path, quick=False, data_dir=None, cache_dir=None,
+                             dataset="fashion-mnist", log=lambda _: None)
+    rng = np.random.RandomState(0)
+    signature = {"sigmas": ["0.05", "0.3"]}
+    scores = {"labels": [], "W": {"0.05": [], "0.3": []}, "strip_input": [], "strip_set": [], "y_input": []}
+    # poison count 250: seeds 0 and 1 took, seed 2 did not; seed 2 of 25 poisons is not in yet
+    written = [(250, 0, True), (250, 1, True), (250, 2, False), (25, 0, True)]
+    for n_poisons, seed, took in written:
+        config = replace(exp.net_config(None, None, seed), threat="T3", trigger="square", n_poisons=n_poisons)
+        exp.nets[config.label] = {"clean_accuracy": 0.9 + seed / 100, "backdoor_accuracy": 0.99 if took else 0.1}
+        arrays = {}
+        if took:
+            arrays = {"labels": np.r_[0, 0, 1, 1], "strip_set": rng.rand(4), "strip_input": rng.rand(100),
+                      "y_input": np.repeat(np.r_[0, 0, 1, 1], 25),
+                      "W_0.05": rng.rand(4), "W_0.3": rng.rand(4) + np.r_[0, 0, 0.5, 0.5]}
+            if n_poisons == 250:
+                for name in scores:
+                    if name != "W":
+                        scores[name].append(arrays[name])
+                for key in scores["W"]:
+                    scores["W"][key].append(arrays[f"W_{key}"])
+        _common.NetRecord(exp, config, signature).save(arrays, took=took)
+    parameters, cells = table["from_records"](tmp_path)
+    cell = cells["poison count (T3, square)"]["250"]
+    assert cell["took"] == 2 and [n["took"] for n in cell["nets"]] == [True, True, False]
+    assert cell["auc"] == attacks._aucs(scores, [0.05, 0.3])["auc"]
+    assert cells["poison count (T3, square)"]["25"]["took"] == 1
+    assert list(cells) == ["poison count (T3, square)"]
+    lines = table["tables"](parameters, cells)
+    row = next(line for line in lines if line.startswith("| poison count (T3, square) | poisons 250 |"))
+    auc = cell["auc"]
+    assert (f"| 2 of 3 | 0.910 (0.900–0.920) | 0.693 (0.100–0.990) | {auc['smoother']['best']:.2f} "
+            f"(σ {auc['smoother']['best_sigma']:g}) | {auc['smoother']['fixed']:.2f} |") in row
+    assert "| poisons 25 | 1 of 1 (of 3 nets, 1 measured) |" in next(
+        line for line in lines if "| poisons 25 |" in line)
+    assert "| poisons 5 | not measured yet |" in next(line for line in lines if "| poisons 5 |" in line)
+    assert "- poison count (T3, square), 250: `T3/square/seed2` — attack success 0.100" in "\n".join(lines)
+    # the command line: a folder needs --records, a JSON file needs none
+    (tmp_path / "attacks.json").write_text(json.dumps({"parameters": parameters, "cells": cells}))
+    assert table["main"]([str(tmp_path / "attacks.json")]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
+    with pytest.raises(SystemExit):
+        table["main"]([str(tmp_path)])
+    assert "pass attacks.json, or the run's folder with --records" in capsys.readouterr().err
+
+
+def test_attacks_table_subtracts_sams_adam_cell():
+    cell = {"nets": [{"label": "x", "clean_accuracy": 0.9, "attack_success": 0.9, "took": True}], "took": 1}
+    auc = lambda s, w: {"auc": {"smoother": {"best": s, "best_sigma": 0.3, "fixed": s - 0.1},
+                                "wobblier": {"best": w, "best_sigma": 0.05, "fixed": w - 0.2},
+                                "strip_per_set": 0.5, "strip_per_input": 0.5}}
+    cells = {"poison count (T3, square)": {"250": cell | auc(0.9, 0.4)},
+             "SAM (T3, square)": {"250": cell | auc(0.75, 0.6)}}
+    parameters = {"fixed_sigma": 0.3, "takes_at": 0.5, "seeds": [0],
+                  "families": {f: {"strength": "poisons", "cells": [250]} for f in cells}}
+    lines = _attacks_table()["tables"](parameters, cells)
+    assert "| 250 | smoother | -0.15 | -0.15 |" in lines
+    assert "| 250 | wobblier | 0.20 | 0.20 |" in lines
+    assert "- none" in lines
+
+
 # -- the CLI -----------------------------------------------------------------------------------
 
 
