@@ -33,32 +33,27 @@ def from_records(out_dir):
 
     exp = Experiment("attacks", out_dir, quick=False, data_dir=None, cache_dir=None,
                      dataset="fashion-mnist", log=lambda *a: None)
-    cells = {}
+    cells, first = {}, None
     for family, (_, settings) in attacks.FAMILIES.items():
         for strength, changes in settings:
-            nets, scores = [], {"labels": [], "W": {}, "strip_input": [], "strip_set": [], "y_input": []}
-            sigmas = None
+            measured, sigmas = [], []
             for seed in (0, 1, 2):
-                config = replace(exp.net_config(None, None, seed), **changes)
-                path = record_path(out_dir, config.label)
-                if not path.is_file():
-                    continue
-                with np.load(path) as stored:
-                    meta = json.loads(str(stored["meta"]))
-                    arrays = {name: stored[name] for name in stored.files if name != "meta"}
-                sigmas = [float(s) for s in meta["signature"]["sigmas"]]
-                net = meta["net"]
-                nets.append({"label": config.label, "clean_accuracy": net["clean_accuracy"],
-                             "attack_success": net["backdoor_accuracy"], "took": meta["took"]})
-                if meta["took"]:
-                    for name in ("labels", "strip_input", "strip_set", "y_input"):
-                        scores[name].append(arrays[name])
-                    for key in meta["signature"]["sigmas"]:
-                        scores["W"].setdefault(key, []).append(arrays[f"W_{key}"])
-            if nets:
-                cells.setdefault(family, {})[str(strength)] = {
-                    "nets": nets, "took": sum(n["took"] for n in nets),
-                    **attacks._aucs(scores, sigmas or [])}
+                label = replace(exp.net_config(None, None, seed), **changes).label
+                path = record_path(out_dir, label)
+                if path.is_file():
+                    with np.load(path) as stored:
+                        meta = json.loads(str(stored["meta"]))
+                        arrays = {name: stored[name] for name in stored.files if name != "meta"}
+                    signature = {k: v for k, v in meta["signature"].items() if k != "key"}
+                    if first is None:
+                        first = (path, signature)
+                    elif signature != first[1]:
+                        raise ValueError(f"{path} was measured with {signature}, {first[0]} with "
+                                         f"{first[1]}: one run's records only (rerun the odd net)")
+                    sigmas = [float(s) for s in signature["sigmas"]]
+                    measured.append((label, meta["net"], arrays, meta))
+            if measured:
+                cells.setdefault(family, {})[str(strength)] = attacks.score_cell(measured, sigmas)
     parameters = {"fixed_sigma": attacks.FIXED_SIGMA, "takes_at": attacks.TAKES_AT, "seeds": [0, 1, 2],
                   "families": {f: {"strength": what, "cells": [s for s, _ in settings]}
                                for f, (what, settings) in attacks.FAMILIES.items()}}

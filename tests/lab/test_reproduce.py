@@ -698,6 +698,12 @@ def test_attacks_table_scores_a_run_in_progress_with_the_runs_own_code(tmp_path,
     with pytest.raises(SystemExit):
         table["main"]([str(tmp_path)])
     assert "pass attacks.json, or the run's folder with --records" in capsys.readouterr().err
+    # records of another run's parameters are refused, not mixed in
+    config = replace(exp.net_config(None, None, 1), threat="T3", trigger="square", n_poisons=25)
+    exp.nets[config.label] = {"clean_accuracy": 0.9, "backdoor_accuracy": 0.1}
+    _common.NetRecord(exp, config, {"sigmas": ["0.3"]}).save({}, took=False)
+    with pytest.raises(ValueError, match="one run's records only"):
+        table["from_records"](tmp_path)
 
 
 def test_attacks_table_subtracts_sams_adam_cell():

@@ -37,7 +37,7 @@ from ._common import (
     measure_nets, sigma_key,
 )
 
-__all__ = ["run", "FAMILIES", "QUICK_FAMILIES", "TAKES_AT", "FIXED_SIGMA", "ATTACK_SIGMAS"]
+__all__ = ["run", "score_cell", "FAMILIES", "QUICK_FAMILIES", "TAKES_AT", "FIXED_SIGMA", "ATTACK_SIGMAS"]
 
 #: Attack success from which an attack counts as having taken.
 TAKES_AT = 0.5
@@ -122,23 +122,12 @@ def run(
     results = {}
     for family, by_strength in cells.items():
         for strength, configs_ in by_strength.items():
-            nets, scores = [], {"labels": [], "W": {sigma_key(s): [] for s in sigmas}, "strip_input": [],
-                                "strip_set": [], "y_input": []}
-            for config in configs_:
-                arrays, meta = records[config.label]
-                net = exp.nets[config.label]
-                nets.append({"label": config.label, "clean_accuracy": net["clean_accuracy"],
-                             "attack_success": net["backdoor_accuracy"], "took": meta["took"]})
-                log(f"[attacks] {family}, {strength}: {config.label} clean accuracy "
+            measured = [(config.label, exp.nets[config.label], *records[config.label]) for config in configs_]
+            for label, net, _, meta in measured:
+                log(f"[attacks] {family}, {strength}: {label} clean accuracy "
                     f"{net['clean_accuracy']:.3f}, attack success {net['backdoor_accuracy']:.3f}"
                     + ("" if meta["took"] else f" -- did not take (< {TAKES_AT}); not scored"))
-                if meta["took"]:
-                    for name in ("labels", "strip_input", "strip_set", "y_input"):
-                        scores[name].append(arrays[name])
-                    for key in scores["W"]:
-                        scores["W"][key].append(arrays[f"W_{key}"])
-            results.setdefault(family, {})[str(strength)] = {
-                "nets": nets, "took": sum(n["took"] for n in nets), **_aucs(scores, sigmas)}
+            results.setdefault(family, {})[str(strength)] = score_cell(measured, sigmas)
 
     png = plot_line_panels(
         [_panel(family, families[family][0], by_strength) for family, by_strength in results.items()],
@@ -194,6 +183,37 @@ def _score_net(exp, model, sets, pool, sigmas, n_blends, label):
         # the "smoother" score of clean candidates, then triggered ones (as ``labels``)
         arrays[f"W_{sigma_key(sigma)}"] = np.r_[[s[0] for s in per_rep], [s[1] for s in per_rep]]
     return arrays
+
+
+def score_cell(measured, sigmas):
+    """One cell of ``attacks.json`` from its nets' records.
+
+    Parameters
+    ----------
+    measured : list of (label, net, arrays, meta)
+        Per net of the cell: its label, its entry of the figure's ``"nets"``, and its
+        :class:`~._common.NetRecord`'s arrays and meta (``meta["took"]``).
+    sigmas : sequence of float
+        The run's grid.
+
+    Returns
+    -------
+    dict
+        ``{"nets": [...], "took": int, "auc": ...}``: every net with its clean accuracy,
+        attack success and whether it took; the AUCs over the nets that took (None when
+        none did).
+    """
+    nets, scores = [], {"labels": [], "W": {sigma_key(s): [] for s in sigmas}, "strip_input": [],
+                        "strip_set": [], "y_input": []}
+    for label, net, arrays, meta in measured:
+        nets.append({"label": label, "clean_accuracy": net["clean_accuracy"],
+                     "attack_success": net["backdoor_accuracy"], "took": meta["took"]})
+        if meta["took"]:
+            for name in ("labels", "strip_input", "strip_set", "y_input"):
+                scores[name].append(arrays[name])
+            for key in scores["W"]:
+                scores["W"][key].append(arrays[f"W_{key}"])
+    return {"nets": nets, "took": sum(n["took"] for n in nets), **_aucs(scores, sigmas)}
 
 
 def _aucs(scores, sigmas):
