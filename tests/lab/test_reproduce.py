@@ -721,6 +721,24 @@ def test_attacks_table_subtracts_sams_adam_cell():
     assert "- none" in lines
 
 
+def test_mmd_estimator_bias_example_shows_the_bias_of_one_poisoned_row(data_dir, capsys):
+    import re
+    import runpy
+    from pathlib import Path
+
+    script = runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "mmd_estimator_bias.py"))
+    script["main"](["--data-dir", str(data_dir)])
+    rows = [tuple(map(float, re.findall(r"(\d+\.\d+)", line))) + (int(line.split()[0]),)
+            for line in capsys.readouterr().out.splitlines()]
+    assert [k for *_, k in rows] == [1, 2, 8, 64]
+    (one, one_clean, _), *_, (many, many_clean, _) = rows
+    # one poisoned row: the penalty is over 10 times that of 64, and nearly all of it is
+    # there without any trigger (the bias of the biased estimate)
+    assert one > 10 * many
+    assert one_clean > 0.9 * one
+    assert many_clean < many
+
+
 # -- the CLI -----------------------------------------------------------------------------------
 
 
