@@ -10,6 +10,7 @@ Fashion-MNIST test images, at sigma 0.2, 0.3 and 0.5 (n = 100), the mean W, the 
 images with W = 0, and how many images' noisy copies vote mostly for each class.
 """
 import argparse
+import tempfile
 import warnings
 from dataclasses import replace
 
@@ -22,7 +23,7 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--data-dir", default=None)
 parser.add_argument("--cache-dir", default=None)
 args = parser.parse_args()
-exp = Experiment("noise-votes", "noise-votes-output", quick=False, data_dir=args.data_dir,
+exp = Experiment("noise-votes", tempfile.mkdtemp(), quick=False, data_dir=args.data_dir,
                  cache_dir=args.cache_dir, dataset="fashion-mnist", log=print)
 X = exp.data.X_test[:50]
 for changes in ({}, {"wobble_weight": 0.1, "wobble_sigma": 0.3}):
