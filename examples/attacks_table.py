@@ -12,7 +12,8 @@ run that is not finished; cells with a net missing say how many of their nets ar
 Prints, in Markdown: per family and strength, how many nets took, their clean accuracy
 and attack success (mean, and the range over seeds), W + Levene's pooled AUC ("smoother"
 at the best sigma and at the fixed sigma, "wobblier" at the best sigma) and STRIP's;
-the nets that did not take; SAM's AUC minus its Adam cell's.
+the candidate sets the Levene test could not judge (score exactly 0: W without spread),
+per sigma; the nets that did not take; SAM's AUC minus its Adam cell's.
 """
 
 from __future__ import annotations
@@ -73,32 +74,42 @@ def _spread(values, digits=3):
     return f"{_f(float(np.mean(values)), digits)} ({_f(min(values), digits)}–{_f(max(values), digits)})"
 
 
+def _untestable(cell):
+    """``k / k / ... of n``: the candidate sets whose Levene score is exactly 0, per sigma."""
+    counts = cell.get("untestable_sets")
+    if counts is None:
+        return "?"
+    return " / ".join(str(n) for n in counts.values()) + f" of {cell['scored_sets']}"
+
+
 def tables(parameters, cells):
     """The Markdown lines of the three tables."""
     fixed = parameters["fixed_sigma"]
     n_seeds = len(parameters["seeds"])
     lines = [f"| attack | strength | took | clean accuracy | attack success | smoother, best σ "
-             f"| smoother, σ {fixed:g} | wobblier, best σ | STRIP per set | STRIP per input |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"| smoother, σ {fixed:g} | wobblier, best σ | STRIP per set | STRIP per input "
+             "| sets W cannot judge, per σ |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     failed = []
     for family, spec in parameters["families"].items():
         for strength in spec["cells"]:
             cell = cells.get(family, {}).get(str(strength))
             if cell is None:
                 lines.append(f"| {family} | {spec['strength']} {strength:g} | not measured yet |"
-                             + " |" * 7)
+                             + " |" * 8)
                 continue
             nets = cell["nets"]
             took = f"{cell['took']} of {len(nets)}" + ("" if len(nets) == n_seeds else f" (of {n_seeds} nets, "
                                                           f"{len(nets)} measured)")
             auc = cell["auc"]
             if auc is None:
-                scores = ["–"] * 5
+                scores = ["–"] * 6
             else:
                 scores = [f"{_f(auc['smoother']['best'])} (σ {auc['smoother']['best_sigma']:g})",
                           _f(auc["smoother"]["fixed"]),
                           f"{_f(auc['wobblier']['best'])} (σ {auc['wobblier']['best_sigma']:g})",
-                          _f(auc["strip_per_set"]), _f(auc["strip_per_input"])]
+                          _f(auc["strip_per_set"]), _f(auc["strip_per_input"]),
+                          _untestable(cell)]
             lines.append(f"| {family} | {spec['strength']} {strength:g} | {took} "
                          f"| {_spread([n['clean_accuracy'] for n in nets])} "
                          f"| {_spread([n['attack_success'] for n in nets])} | " + " | ".join(scores) + " |")

@@ -632,6 +632,9 @@ def test_attacks_tiny(data_dir, lab_cache, tmp_path, tiny):
             assert auc["smoother"]["best"] == max(auc["smoother"]["per_sigma"].values())
             assert auc["smoother"]["fixed"] == auc["smoother"]["per_sigma"]["0.3"]
             assert 0 <= auc["strip_per_set"] <= 1 and 0 <= auc["strip_per_input"] <= 1
+            assert cell["scored_sets"] == 2 * 2 * len(took)  # 2 repetitions, clean + triggered
+            assert set(cell["untestable_sets"]) == set(auc["smoother"]["per_sigma"])
+            assert all(0 <= n <= cell["scored_sets"] for n in cell["untestable_sets"].values())
     wobble = cells["W-aware (T3, square)"]["1.0"]["nets"][0]
     assert wobble["label"] == "T3/square/seed0/wobble1"
     assert saved["nets"][wobble["label"]]["key"] != saved["nets"]["T3/square/seed0"]["key"]
@@ -668,7 +671,7 @@ def test_attacks_table_scores_a_run_in_progress_with_the_runs_own_code(tmp_path,
         if took:
             arrays = {"labels": np.r_[0, 0, 1, 1], "strip_set": rng.rand(4), "strip_input": rng.rand(100),
                       "y_input": np.repeat(np.r_[0, 0, 1, 1], 25),
-                      "W_0.05": rng.rand(4), "W_0.3": rng.rand(4) + np.r_[0, 0, 0.5, 0.5]}
+                      "W_0.05": rng.rand(4) * np.r_[0, 1, 0, 1], "W_0.3": rng.rand(4) + np.r_[0, 0, 0.5, 0.5]}
             if n_poisons == 250:
                 for name in scores:
                     if name != "W":
@@ -680,6 +683,8 @@ def test_attacks_table_scores_a_run_in_progress_with_the_runs_own_code(tmp_path,
     cell = cells["poison count (T3, square)"]["250"]
     assert cell["took"] == 2 and [n["took"] for n in cell["nets"]] == [True, True, False]
     assert cell["auc"] == attacks._aucs(scores, [0.05, 0.3])["auc"]
+    # the sets whose Levene score is exactly 0 (the test could not judge them), per sigma
+    assert (cell["untestable_sets"], cell["scored_sets"]) == ({"0.05": 4, "0.3": 0}, 8)
     assert cells["poison count (T3, square)"]["25"]["took"] == 1
     assert list(cells) == ["poison count (T3, square)"]
     lines = table["tables"](parameters, cells)
@@ -687,6 +692,7 @@ def test_attacks_table_scores_a_run_in_progress_with_the_runs_own_code(tmp_path,
     auc = cell["auc"]
     assert (f"| 2 of 3 | 0.910 (0.900–0.920) | 0.693 (0.100–0.990) | {auc['smoother']['best']:.2f} "
             f"(σ {auc['smoother']['best_sigma']:g}) | {auc['smoother']['fixed']:.2f} |") in row
+    assert row.endswith("| 4 / 0 of 8 |")
     assert "| poisons 25 | 1 of 1 (of 3 nets, 1 measured) |" in next(
         line for line in lines if "| poisons 25 |" in line)
     assert "| poisons 5 | not measured yet |" in next(line for line in lines if "| poisons 5 |" in line)

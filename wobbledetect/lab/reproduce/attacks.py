@@ -127,7 +127,12 @@ def run(
                 log(f"[attacks] {family}, {strength}: {label} clean accuracy "
                     f"{net['clean_accuracy']:.3f}, attack success {net['backdoor_accuracy']:.3f}"
                     + ("" if meta["took"] else f" -- did not take (< {TAKES_AT}); not scored"))
-            results.setdefault(family, {})[str(strength)] = score_cell(measured, sigmas)
+            cell = results.setdefault(family, {})[str(strength)] = score_cell(measured, sigmas)
+            untestable = {k: n for k, n in cell.get("untestable_sets", {}).items() if n}
+            if untestable:
+                log(f"[attacks] {family}, {strength}: candidate sets the Levene test could not judge "
+                    f"(W without spread), of {cell['scored_sets']}: "
+                    + ", ".join(f"{n} at sigma {k}" for k, n in untestable.items()))
 
     png = plot_line_panels(
         [_panel(family, families[family][0], by_strength) for family, by_strength in results.items()],
@@ -201,7 +206,9 @@ def score_cell(measured, sigmas):
     dict
         ``{"nets": [...], "took": int, "auc": ...}``: every net with its clean accuracy,
         attack success and whether it took; the AUCs over the nets that took (None when
-        none did).
+        none did). Where some took, also ``"scored_sets"`` (candidate sets scored, clean
+        and triggered) and ``"untestable_sets"`` per sigma: those whose Levene score is
+        exactly 0, i.e. that the test could not judge (W without spread).
     """
     nets, scores = [], {"labels": [], "W": {sigma_key(s): [] for s in sigmas}, "strip_input": [],
                         "strip_set": [], "y_input": []}
@@ -213,7 +220,14 @@ def score_cell(measured, sigmas):
                 scores[name].append(arrays[name])
             for key in scores["W"]:
                 scores["W"][key].append(arrays[f"W_{key}"])
-    return {"nets": nets, "took": sum(n["took"] for n in nets), **_aucs(scores, sigmas)}
+    cell = {"nets": nets, "took": sum(n["took"] for n in nets), **_aucs(scores, sigmas)}
+    if scores["labels"]:
+        # A Levene score of exactly 0 is a set the test could not judge (W without spread:
+        # the detector's DegenerateWobblinessWarning, silenced while scoring); say how many.
+        cell["untestable_sets"] = {key: int(sum(np.count_nonzero(np.asarray(v) == 0) for v in values))
+                                   for key, values in scores["W"].items()}
+        cell["scored_sets"] = int(sum(len(v) for v in scores["labels"]))
+    return cell
 
 
 def _aucs(scores, sigmas):
