@@ -11,12 +11,11 @@ images with W = 0, and how many images' noisy copies vote mostly for each class.
 """
 import argparse
 import tempfile
-import warnings
 from dataclasses import replace
 
 import numpy as np
 
-from wobbledetect import WobblinessTransformer
+from wobbledetect import WobblinessTransformer, vote_entropy
 from wobbledetect.lab.reproduce._common import Experiment
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,10 +31,8 @@ for changes in ({}, {"wobble_weight": 0.1, "wobble_sigma": 0.3}):
     for sigma in (0.2, 0.3, 0.5):
         wob = WobblinessTransformer(model, sigma=sigma, n_samples=100, random_state=0,
                                     input_shape=(1, 28, 28)).fit(X[:1])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            freqs = wob.vote_frequencies(X[None])[0]
-            W = wob.transform(X[None])[0]
-        top = np.bincount(freqs.argmax(1), minlength=10)
+        counts = wob.vote_counts(X[None])[0]  # one pass of noisy copies; W is their entropy
+        W = vote_entropy(counts)
+        top = np.bincount(counts.argmax(1), minlength=10)
         print(f"{config.label}, sigma {sigma}: mean W {W.mean():.3f}, share with W = 0 {(W == 0).mean():.2f}, "
               f"images per majority class {top.tolist()}")
