@@ -30,7 +30,7 @@ import numpy as np
 def from_records(out_dir):
     """``(parameters, cells)`` as in ``attacks.json``, from the records in ``out_dir/nets``."""
     from wobbledetect.lab.reproduce import attacks
-    from wobbledetect.lab.reproduce._common import Experiment, record_path
+    from wobbledetect.lab.reproduce._common import Experiment, read_record, record_path
 
     exp = Experiment("attacks", out_dir, quick=False, data_dir=None, cache_dir=None,
                      dataset="fashion-mnist", log=lambda *a: None)
@@ -42,9 +42,7 @@ def from_records(out_dir):
                 label = replace(exp.net_config(None, None, seed), **changes).label
                 path = record_path(out_dir, label)
                 if path.is_file():
-                    with np.load(path) as stored:
-                        meta = json.loads(str(stored["meta"]))
-                        arrays = {name: stored[name] for name in stored.files if name != "meta"}
+                    arrays, meta = read_record(path)
                     signature = {k: v for k, v in meta["signature"].items() if k != "key"}
                     if first is None:
                         first = (path, signature)

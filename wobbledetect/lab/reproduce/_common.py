@@ -33,7 +33,7 @@ from ..parallel import check_scheduler, experiment_from_spec, experiment_spec, r
 from ..zoo import NetConfig, get_net, load_lab_data
 
 __all__ = [
-    "Setup", "SETUPS", "Experiment", "NetRecord", "measure_nets", "sigma_key", "auc_or_nan",
+    "Setup", "SETUPS", "Experiment", "NetRecord", "read_record", "measure_nets", "sigma_key", "auc_or_nan",
     "within_net_summary", "draw_indices", "draw_triplets",
     "zoo_configs",
     "reference_scores", "jsonable", "DIRECTIONS",
@@ -338,6 +338,14 @@ def record_path(out_dir, label):
     return Path(out_dir) / "nets" / f"{label.replace('/', '_')}.npz"
 
 
+def read_record(path):
+    """``(arrays, meta)`` of the :class:`NetRecord` file at ``path``, whatever its signature."""
+    with np.load(path) as stored:
+        meta = json.loads(str(stored["meta"]))
+        arrays = {name: stored[name] for name in stored.files if name != "meta"}
+    return arrays, meta
+
+
 class NetRecord:
     """One net's measurements in ``out_dir/nets/<label>.npz``, reused by a later identical run.
 
@@ -364,13 +372,11 @@ class NetRecord:
         restored into ``exp.nets``), else None."""
         if not self.path.is_file():
             return None
-        with np.load(self.path) as stored:
-            meta = json.loads(str(stored["meta"]))
-            if meta["signature"] != jsonable(self.signature):
-                self.exp.log(f"[{self.exp.name}] {self.path} was measured with other parameters; "
-                             "measuring again")
-                return None
-            arrays = {name: stored[name] for name in stored.files if name != "meta"}
+        arrays, meta = read_record(self.path)
+        if meta["signature"] != jsonable(self.signature):
+            self.exp.log(f"[{self.exp.name}] {self.path} was measured with other parameters; "
+                         "measuring again")
+            return None
         self.exp.nets[self.config.label] = meta["net"] | {"from_cache": True}
         return arrays, meta
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from ... import ConformalDetector, LeveneBackdoorDetector, WobbledetectWarning
 from ...plotting import plot_line_panels
-from ._common import auc_or_nan, finished_run, jsonable, record_path, sigma_key, within_net_summary
+from ._common import auc_or_nan, finished_run, jsonable, read_record, record_path, sigma_key, within_net_summary
 from .detectors import ALPHA, SET_DETECTORS, _detector_score, _frozen, _uses_w
 
 __all__ = ["run", "MIXED_COUNTS", "QUICK_COUNTS", "SEEN_FROM", "BONFERRONI", "mix"]
@@ -177,8 +177,7 @@ def _record(out_dir, label):
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: the detectors run in {out_dir} did not keep "
                                 f"{label}'s record. Run `wobbledetect reproduce detectors --out {out_dir}`.")
-    with np.load(path) as stored:
-        return {name: stored[name] for name in stored.files if name != "meta"}
+    return read_record(path)[0]
 
 
 def _score_net(arrays, sigmas, counts, n_clean, n_calibration, auto):
