@@ -97,9 +97,30 @@ def test_a_grid_where_clean_w_stays_zero_warns_and_uses_its_largest_sigma(skorch
                             "[0, 1, 2] could be tested") for m in messages)
     assert any(m.startswith("ModelScreen's smoothing index is undefined") for m in messages)
     assert [str(w) for w in screen.warnings_] == messages  # kept for the service, in order
+    assert screen.table_["untested_sets"].tolist() == [4, 4, 4]
     # W all 0: no smoothing index; the combined index is NC's alone
     assert np.isnan(screen.table_["smoothing_index"]).all()
     np.testing.assert_allclose(screen.table_["combined_index"], screen.table_["nc_anomaly_index"])
+
+
+def test_sets_the_levene_test_cannot_judge_are_counted_per_class_and_named(skorch_net, image_data):
+    # At sigma 0.15 this net's clean W is mostly 0: some sets have no spread, others do.
+    with pytest.warns(WobbledetectWarning) as caught:
+        screen = _screen(skorch_net, sigma=0.15).fit(image_data[0][:300])
+    untested = screen.table_["untested_sets"]
+    assert untested.dtype.kind == "i" and ((0 <= untested) & (untested <= 4)).all()
+    partial = (untested > 0) & (untested < 4)
+    assert partial.any()  # the case the count is for: a median over tested and untested sets
+    messages = [str(w.message) for w in caught]
+    judged = [m for m in messages if "the Levene test could not judge" in m]
+    assert len(judged) == 1
+    for k, n in zip(screen.table_["class"][partial], untested[partial]):
+        assert f"{n} of the 4 stamped sets of class {k}" in judged[0]
+    assert ("none of the stamped sets" in " ".join(messages)) == (untested == 4).any()
+    # rescoring at the same sigma counts the same sets
+    rows = screen.rescore(0.15)[0]
+    np.testing.assert_array_equal(rows["untested_sets"], untested)
+    assert "untested" in screen.report().splitlines()[1]
 
 
 def test_too_few_inputs_and_bad_grids_are_refused_by_name(skorch_net, image_data):

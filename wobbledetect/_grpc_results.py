@@ -271,7 +271,7 @@ def model_screen_result(response):
     table = {}
     for column in TABLE_COLUMNS:
         values = [getattr(row, _TABLE_FIELDS.get(column, column)) for row in rows]
-        dtype = {"class": np.int64, "nc_flagged": bool}.get(column, np.float64)
+        dtype = {"class": np.int64, "untested_sets": np.int64, "nc_flagged": bool}.get(column, np.float64)
         table[column] = np.array(values, dtype=dtype)
     with_candidates = bool(rows) and rows[0].HasField("mask")
     return ModelScreenResult(

@@ -9,8 +9,8 @@ __all__ = ["TABLE_COLUMNS", "format_report"]
 
 #: The columns of ``ModelScreen.table_``.
 TABLE_COLUMNS = ("class", "mask_norm", "nc_anomaly_index", "nc_flagged", "attack_success",
-                 "median_W", "median_p", "smoother_share", "wobblier_share", "levene_score",
-                 "smoothing_index", "combined_index")
+                 "median_W", "median_p", "untested_sets", "smoother_share", "wobblier_share",
+                 "levene_score", "smoothing_index", "combined_index")
 
 
 def format_report(table, null_scores, *, sigma, score, suspected_class, backdoored, anomaly_threshold):
@@ -34,7 +34,7 @@ def format_report(table, null_scores, *, sigma, score, suspected_class, backdoor
     str
     """
     order = np.argsort(-np.nan_to_num(table["combined_index"], nan=-np.inf), kind="stable")
-    header = ("class  mask_norm  NC_index  attack  median_W  median_p  smoother  "
+    header = ("class  mask_norm  NC_index  attack  median_W  median_p  untested  smoother  "
               "wobblier  smoothing_index  combined")
     lines = [f"sigma {sigma:g}; clean null sets score {np.median(null_scores):+.2f} "
              "(median signed -log10 p)", header]
@@ -43,6 +43,7 @@ def format_report(table, null_scores, *, sigma, score, suspected_class, backdoor
         lines.append(
             f"{t['class'][i]:>5}  {t['mask_norm'][i]:9.2f}  {t['nc_anomaly_index'][i]:+8.2f}  "
             f"{t['attack_success'][i]:6.2f}  {t['median_W'][i]:8.3f}  {t['median_p'][i]:8.2g}  "
+            f"{t['untested_sets'][i]:8d}  "
             f"{t['smoother_share'][i]:8.2f}  {t['wobblier_share'][i]:8.2f}  "
             f"{t['smoothing_index'][i]:+15.2f}  {t['combined_index'][i]:+8.2f}")
     verdict = (f"backdoored: class {suspected_class} (combined index {score:.2f} > "

@@ -148,7 +148,9 @@ class ModelScreen(HoldsModel, BaseEstimator):
     index *signed*, positive for a mask smaller than the median (NC's ``anomaly_index_``
     is its absolute value); ``nc_flagged`` (NC's own rule); ``attack_success`` of the
     candidate on the crafting half; ``median_W`` of the stamped sets; their median
-    Levene ``median_p`` against the clean reference; ``smoother_share`` and
+    Levene ``median_p`` against the clean reference; ``untested_sets``, how many of the
+    class's ``n_sets`` stamped sets the test could not judge (W without spread, p NaN,
+    score 0; a warning names them); ``smoother_share`` and
     ``wobblier_share``, the share of stamped sets flagged in each direction at
     ``alpha``; ``levene_score``, the median signed ``-log10 p`` (positive: smoother
     than clean; compare ``null_scores_``); ``smoothing_index``, the signed MAD index of
@@ -300,14 +302,25 @@ class ModelScreen(HoldsModel, BaseEstimator):
         self._sets = (reference, null, stamped)
         self.sigma_, self.zero_share_, W_reference = self._choose_sigma(
             self._wobbliness, reference, sigmas, callback)
-        self.table_, self.null_scores_ = self._tables(self.sigma_, W_reference, callback)
-        untested = self.table_["class"][np.isnan(self.table_["median_p"])]
-        if len(untested):
+        self.table_, self.null_scores_, untested_null = self._tables(self.sigma_, W_reference, callback)
+        untested = self.table_["untested_sets"]
+        classes = self.table_["class"]
+        if (untested == n_sets).any():
             issue(self.warnings_, DegenerateWobblinessWarning(
                 f"ModelScreen: at sigma {self.sigma_:g}, none of the stamped sets of class(es) "
-                f"{untested.tolist()} could be tested (their W, or the reference's, has no "
-                "spread: p is NaN, and their levene_score counts as 0, no evidence). A larger "
-                "sigma gives W spread."))
+                f"{classes[untested == n_sets].tolist()} could be tested (their W, or the "
+                "reference's, has no spread: p is NaN, and their levene_score counts as 0, no "
+                "evidence). A larger sigma gives W spread."))
+        some = (untested > 0) & (untested < n_sets)
+        if some.any() or untested_null:
+            parts = [f"{n} of the {n_sets} stamped sets of class {k}"
+                     for k, n in zip(classes[some].tolist(), untested[some].tolist())]
+            parts += [f"{untested_null} of the {n_sets} clean null sets"] if untested_null else []
+            issue(self.warnings_, DegenerateWobblinessWarning(
+                f"ModelScreen: at sigma {self.sigma_:g}, the Levene test could not judge "
+                + "; ".join(parts) + " (W without spread: p is NaN, and such a set's score "
+                "counts as 0, no evidence, in the medians). table_['untested_sets'] counts the "
+                "stamped ones per class. A larger sigma gives W spread."))
         if np.isnan(self.table_["smoothing_index"]).all() and not np.isnan(
                 self.table_["nc_anomaly_index"]).all():
             issue(self.warnings_, WobbledetectWarning(
@@ -347,7 +360,8 @@ class ModelScreen(HoldsModel, BaseEstimator):
         check_is_fitted(self)
         if isinstance(sigma, bool) or not isinstance(sigma, Real) or not sigma > 0:
             raise ValueError(f"The 'sigma' parameter must be a positive float; got {sigma!r}.")
-        return self._tables(float(sigma))
+        table, null_scores, _ = self._tables(float(sigma))
+        return table, null_scores
 
     def report(self):
         """The per-class table as text, most suspicious class first, and the verdict.
@@ -393,8 +407,9 @@ class ModelScreen(HoldsModel, BaseEstimator):
             smoother = LeveneBackdoorDetector(alpha=self.alpha, direction="smoother").fit(W_reference)
             wobblier = LeveneBackdoorDetector(alpha=self.alpha, direction="wobblier").fit(W_reference)
             null_scores = smoother.score_samples(W_null)
+            untested_null = int(np.count_nonzero(np.isnan(smoother.p_values(W_null))))
             rows = [self._row(smoother, wobblier, W) for W in W_stamped]
-        return self._table(rows), null_scores
+        return self._table(rows), null_scores, untested_null
 
     def _choose_sigma(self, wob, reference, sigmas, callback):
         zero_share = {}
@@ -418,6 +433,7 @@ class ModelScreen(HoldsModel, BaseEstimator):
         return {
             "median_W": float(np.median(W)),
             "median_p": float(np.nanmedian(p)) if np.isfinite(p).any() else np.nan,
+            "untested_sets": int(np.count_nonzero(np.isnan(p))),
             "smoother_share": float(np.mean(smoother.predict(W) == 1)),
             "wobblier_share": float(np.mean(wobblier.predict(W) == 1)),
             "levene_score": float(np.median(score)),
@@ -430,7 +446,8 @@ class ModelScreen(HoldsModel, BaseEstimator):
                  "nc_anomaly_index": -signed_anomaly_index(nc.mask_norms_),
                  "nc_flagged": np.isin(nc.classes_, nc.flagged_classes_),
                  "attack_success": nc.attack_success_.copy()}
-        for column in ("median_W", "median_p", "smoother_share", "wobblier_share", "levene_score"):
+        for column in ("median_W", "median_p", "untested_sets", "smoother_share", "wobblier_share",
+                       "levene_score"):
             table[column] = np.array([row[column] for row in rows])
         table["smoothing_index"] = signed_anomaly_index(table["levene_score"])
         both = np.vstack([table["nc_anomaly_index"], table["smoothing_index"]])

@@ -313,6 +313,14 @@ def test_nc_candidates_quick(data_dir, lab_cache, tmp_path):
         assert saved["reproduced"]["T1"][sigma] == (s["candidates_flagged"] >= 0.9
                                                     and s["clean_flagged"] <= s["candidates_flagged"])
     assert len(saved["clean_scores"]["clean/seed0"]["0.3"]) == 2
+    # Untestable sets (score exactly 0) are counted per net and class, and summed per threat.
+    for sigma, s in saved["summary"]["T1"].items():
+        per_net = [saved["candidates"][n]["untestable_sets"][sigma] for n in saved["candidates"]]
+        assert all(len(u) == 11 and all(0 <= v <= 2 for v in u) for u in per_net)
+        assert s["untestable_clean_sets"] == sum(u[0] for u in per_net) == sum(
+            int(np.count_nonzero(np.asarray(saved["clean_scores"][n][sigma]) == 0)) for n in saved["candidates"])
+        assert s["untestable_candidate_sets"] == sum(sum(u[1:]) for u in per_net)
+        assert (s["scored_candidate_sets"], s["scored_clean_sets"]) == (2 * 2 * 10, 2 * 2)
     # Another sitting: each net's candidates and scores are read back, not crafted again.
     first = json.loads((tmp_path / "nc_candidates.json").read_text())
     again = []
@@ -344,6 +352,15 @@ def test_screen_zoo_quick(tmp_path, lab_cache):
         assert record["sigma_auto"] in (0.1, 0.3)
         assert len(record["table"]["class"]) == 10 and len(record["mask_norms"]) == 10
         assert record["auto"]["combined"]["class"] == record["suspected_class"]
+        assert record["untested_sets"]["auto"] == sum(record["table"]["untested_sets"])
+        assert set(record["untested_sets"]) == {"auto", "0.1", "0.3"}
+        assert all(0 <= n <= 10 * 3 for n in record["untested_sets"].values())
+    # untestable sets, summed over the nets (3 sets per class in quick mode)
+    untestable = saved["untestable_sets"]
+    assert untestable["scored"] == 4 * 10 * 3 and untestable["not_recorded"] == []
+    for key in ("auto", "0.1", "0.3"):
+        total = sum(r["untested_sets"][key] for r in saved["screens"].values())
+        assert untestable["untested"].get(key, 0) == total
     # a second run takes every screen from out_dir/nets/ and gives the same JSON
     again = run_figure("screen-zoo", tmp_path, quick=True, dataset="digits", cache_dir=lab_cache,
                        log=lines.append)

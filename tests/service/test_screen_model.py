@@ -71,7 +71,8 @@ def test_the_stream_reports_progress_then_exactly_the_librarys_screen(srv, tiny_
     assert [r.class_index for r in result.classes] == t["class"].tolist() == [0, 1, 2]
     for field, column in (("mask_norm", "mask_norm"), ("nc_anomaly_index", "nc_anomaly_index"),
                           ("attack_success", "attack_success"), ("median_wobbliness", "median_W"),
-                          ("median_p_value", "median_p"), ("smoother_share", "smoother_share"),
+                          ("median_p_value", "median_p"), ("untested_sets", "untested_sets"),
+                          ("smoother_share", "smoother_share"),
                           ("wobblier_share", "wobblier_share"), ("levene_score", "levene_score"),
                           ("smoothing_index", "smoothing_index"), ("combined_index", "combined_index")):
         np.testing.assert_array_equal([getattr(r, field) for r in result.classes], t[column], err_msg=field)

@@ -269,7 +269,7 @@ class ScreenModelRequest(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., clean: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., sigma: _Optional[float] = ..., sigmas: _Optional[_Iterable[float]] = ..., max_zero_share: _Optional[float] = ..., n_samples: _Optional[int] = ..., set_size: _Optional[int] = ..., n_sets: _Optional[int] = ..., alpha: _Optional[float] = ..., anomaly_threshold: _Optional[float] = ..., seed: _Optional[int] = ..., max_steps: _Optional[int] = ..., input_min: _Optional[float] = ..., input_max: _Optional[float] = ..., return_candidates: _Optional[bool] = ...) -> None: ...
 
 class ClassScreen(_message.Message):
-    __slots__ = ("class_index", "mask_norm", "nc_anomaly_index", "nc_flagged", "attack_success", "reached_threshold", "median_wobbliness", "median_p_value", "smoother_share", "wobblier_share", "levene_score", "smoothing_index", "combined_index", "mask", "pattern")
+    __slots__ = ("class_index", "mask_norm", "nc_anomaly_index", "nc_flagged", "attack_success", "reached_threshold", "median_wobbliness", "median_p_value", "smoother_share", "wobblier_share", "levene_score", "smoothing_index", "combined_index", "mask", "pattern", "untested_sets")
     CLASS_INDEX_FIELD_NUMBER: _ClassVar[int]
     MASK_NORM_FIELD_NUMBER: _ClassVar[int]
     NC_ANOMALY_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +285,7 @@ class ClassScreen(_message.Message):
     COMBINED_INDEX_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
     PATTERN_FIELD_NUMBER: _ClassVar[int]
+    UNTESTED_SETS_FIELD_NUMBER: _ClassVar[int]
     class_index: int
     mask_norm: float
     nc_anomaly_index: float
@@ -300,7 +301,8 @@ class ClassScreen(_message.Message):
     combined_index: float
     mask: _tensor_pb2.Tensor
     pattern: _tensor_pb2.Tensor
-    def __init__(self, class_index: _Optional[int] = ..., mask_norm: _Optional[float] = ..., nc_anomaly_index: _Optional[float] = ..., nc_flagged: _Optional[bool] = ..., attack_success: _Optional[float] = ..., reached_threshold: _Optional[bool] = ..., median_wobbliness: _Optional[float] = ..., median_p_value: _Optional[float] = ..., smoother_share: _Optional[float] = ..., wobblier_share: _Optional[float] = ..., levene_score: _Optional[float] = ..., smoothing_index: _Optional[float] = ..., combined_index: _Optional[float] = ..., mask: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., pattern: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    untested_sets: int
+    def __init__(self, class_index: _Optional[int] = ..., mask_norm: _Optional[float] = ..., nc_anomaly_index: _Optional[float] = ..., nc_flagged: _Optional[bool] = ..., attack_success: _Optional[float] = ..., reached_threshold: _Optional[bool] = ..., median_wobbliness: _Optional[float] = ..., median_p_value: _Optional[float] = ..., smoother_share: _Optional[float] = ..., wobblier_share: _Optional[float] = ..., levene_score: _Optional[float] = ..., smoothing_index: _Optional[float] = ..., combined_index: _Optional[float] = ..., mask: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., pattern: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., untested_sets: _Optional[int] = ...) -> None: ...
 
 class ZeroShare(_message.Message):
     __slots__ = ("sigma", "zero_share")

@@ -78,7 +78,8 @@ def run(
     dict
         What ``nc_candidates.json`` holds: ``"candidates"[net]`` (NC's numbers and, per
         sigma, each class's median score and flagged share), ``"clean_scores"[net]``,
-        ``"summary"[threat][sigma]`` (shares of candidates flagged) and ``"reproduced"``.
+        ``"summary"[threat][sigma]`` (shares of candidates flagged, and how many sets the
+        Levene test could not judge: W without spread, score exactly 0) and ``"reproduced"``.
 
     Examples
     --------
@@ -120,6 +121,10 @@ def run(
             "model_anomaly_index": float(arrays["model_anomaly_index"]),
             "median_score": {key: arrays[f"median_score_{key}"] for key in signature["sigmas"]},
             "flagged_share": {key: arrays[f"flagged_share_{key}"] for key in signature["sigmas"]},
+            # Sets the Levene test could not judge (W without spread: p NaN, score exactly 0,
+            # the detector's DegenerateWobblinessWarning): clean candidate, then each class.
+            "untestable_sets": {key: np.count_nonzero(arrays[f"scores_{key}"] == 0, axis=0)
+                                for key in signature["sigmas"]},
         }
         clean_scores[label] = {key: arrays[f"clean_scores_{key}"] for key in signature["sigmas"]}
 
@@ -136,12 +141,20 @@ def run(
                 "target_candidates_flagged": float(np.mean(np.array(targets) > threshold)) if targets else None,
                 "clean_flagged": float(np.mean(clean > threshold)),
                 "median_candidate_score": float(np.median(every_candidate)),
+                "untestable_candidate_sets": int(sum(candidates[n]["untestable_sets"][key][1:].sum()
+                                                     for n in labels)),
+                "untestable_clean_sets": int(sum(candidates[n]["untestable_sets"][key][0] for n in labels)),
+                "scored_candidate_sets": len(labels) * repetitions * n_classes,
+                "scored_clean_sets": len(labels) * repetitions,
             }
             s = summary[threat][key]
             reproduced.setdefault(threat, {})[key] = bool(
                 s["candidates_flagged"] >= DETECTED_SHARE and s["clean_flagged"] <= s["candidates_flagged"])
             log(f"[nc_candidates] {threat} sigma={sigma:g}: {s['candidates_flagged']:.0%} of the candidates "
-                f"flagged smoother (clean sets {s['clean_flagged']:.0%})")
+                f"flagged smoother (clean sets {s['clean_flagged']:.0%})"
+                + (f"; untestable: {s['untestable_candidate_sets']} of {s['scored_candidate_sets']} "
+                   f"candidate sets, {s['untestable_clean_sets']} of {s['scored_clean_sets']} clean ones"
+                   if s["untestable_candidate_sets"] or s["untestable_clean_sets"] else ""))
 
     plotted = sigma_key(PLOTTED_SIGMA if PLOTTED_SIGMA in exp.sigmas else exp.sigmas[-1])
     png = plot_heatmaps(
@@ -216,6 +229,7 @@ def _measure_net(exp, config, measure):
         scores = np.stack([
             LeveneBackdoorDetector(direction="smoother").fit(W[r, :1]).score_samples(W[r, 1:])
             for r in range(repetitions)])  # (repetitions, 1 + n_classes)
+        arrays[f"scores_{key}"] = scores  # every set's score: the untestable ones are exactly 0
         arrays[f"clean_scores_{key}"] = scores[:, 0]
         arrays[f"median_score_{key}"] = np.median(scores[:, 1:], axis=0)
         arrays[f"flagged_share_{key}"] = np.mean(scores[:, 1:] > threshold, axis=0)

@@ -78,7 +78,8 @@ def run(
     dict
         What ``screen_zoo.json`` holds: ``"nets"`` (accuracies), ``"screens"`` (one record per
         net), ``"auc"`` and ``"target_accuracy"`` per score at ``"auto"`` and per sigma,
-        ``"verdict"`` (true and false positive rates at the threshold).
+        ``"verdict"`` (true and false positive rates at the threshold), ``"untestable_sets"``
+        (stamped sets the Levene test could not judge, per sigma).
 
     Examples
     --------
@@ -146,6 +147,13 @@ def run(
         log(f"[screen_zoo] {score}: model-level AUC {auc[score]['auto']:.3f} at sigma auto "
             f"(grid {min(auc[score].values()):.3f}-{max(auc[score].values()):.3f}), target named in "
             f"{target_accuracy[score]['auto']:.0%} of the backdoored nets")
+    untestable = _untestable(screens, configs, n_sets, ["auto", *(sigma_key(s) for s in exp.sigmas)])
+    if untestable["untested"]:
+        log("[screen_zoo] stamped sets the Levene test could not judge (W without spread), of "
+            f"{untestable['scored']}: " + ", ".join(f"{n} at sigma {k}" for k, n in untestable["untested"].items()))
+    if untestable["not_recorded"]:
+        log(f"[screen_zoo] {len(untestable['not_recorded'])} net(s) screened before these sets were "
+            "counted: their untestable sets are not known")
     flagged = np.array([screens[c.label]["backdoored"] for c in configs])
     verdict = {"true_positive_rate": float(flagged[np.array(labels) == 1].mean()),
                "false_positive_rate": float(flagged[np.array(labels) == 0].mean()),
@@ -171,11 +179,26 @@ def run(
             "auc": auc,
             "target_accuracy": target_accuracy,
             "verdict": verdict,
+            "untestable_sets": untestable,
             "screens": screens,
             "seconds_per_model": float(np.median([screens[c.label]["seconds"] for c in configs])),
         },
         [png],
     )
+
+
+def _untestable(screens, configs, n_sets, where):
+    """The stamped sets the Levene test could not judge, summed over the nets, per sigma.
+
+    ``"scored"``: stamped sets per sigma over the nets that counted them (10 classes x
+    ``n_sets`` each); ``"untested"``: those without a verdict, per ``where`` where any;
+    ``"not_recorded"``: nets whose records predate the count.
+    """
+    counted = [c.label for c in configs if "untested_sets" in screens[c.label]]
+    untested = {key: sum(screens[n]["untested_sets"][key] for n in counted) for key in where}
+    return {"scored": sum(len(screens[n]["table"]["class"]) * n_sets for n in counted),
+            "untested": {k: v for k, v in untested.items() if v},
+            "not_recorded": [c.label for c in configs if c.label not in counted]}
 
 
 def _finite(scores):
@@ -209,6 +232,11 @@ def _record(screen, by_sigma, config, seconds):
         "nc_flagged": nc.flagged_classes_.tolist(), "mask_norms": nc.mask_norms_.tolist(),
         "attack_success": nc.attack_success_.tolist(), "nc_steps": nc.n_steps_.tolist(),
         "table": {k: v.tolist() for k, v in screen.table_.items()},
+        # Stamped sets the Levene test could not judge (W without spread), over the classes:
+        # the screen's warnings say so, silenced while the zoo is scored.
+        "untested_sets": {"auto": int(screen.table_["untested_sets"].sum()),
+                          **{key: int(table["untested_sets"].sum()) for key, table in by_sigma.items()}},
+        "warnings": [f"{type(w).__name__}: {w}" for w in screen.warnings_],
         "null_scores": screen.null_scores_.tolist(),
         "threat": config.threat, "trigger": config.trigger, "seed": config.seed,
         "seconds": round(seconds, 1),
