@@ -149,3 +149,24 @@ def test_bonferroni_refuses_an_estimator_and_warns_when_alpha_is_out_of_reach():
     # 8 x 25 = 200 values: the smallest row p is 25 / 201 > 0.05.
     with pytest.warns(CalibrationWarning, match="at least 500 clean values"):
         ConformalDetector(combine="bonferroni").fit(np.random.RandomState(0).rand(8, 25))
+
+
+def test_the_first_conformal_p_values_leave_the_callers_warning_filters_alone():
+    # crepes sets simplefilter("always", UserWarning) when first imported; in a fresh
+    # interpreter (crepes not yet imported) a caller's filters must survive the first call.
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings, sys\n"
+        "from wobbledetect._conformal import conformal_p_values\n"
+        "assert 'crepes' not in sys.modules\n"
+        "warnings.simplefilter('ignore', UserWarning)\n"
+        "before = list(warnings.filters)\n"
+        "print(conformal_p_values([1.0, 2.0, 3.0], [2.5]))\n"
+        "assert 'crepes' in sys.modules\n"
+        "assert warnings.filters == before, warnings.filters[:2]\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[0.5]"

@@ -65,8 +65,7 @@ def conformal_p_values(calibration, scores):
     >>> conformal_p_values([1.0, 2.0, 3.0, 4.0], [0.0, 2.5, 9.0])
     array([1. , 0.6, 0.2])
     """
-    from crepes import ConformalClassifier
-
+    ConformalClassifier = _crepes_classifier()
     calibration = np.asarray(calibration, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     p = np.full(scores.shape, np.nan)
@@ -75,6 +74,19 @@ def conformal_p_values(calibration, scores):
         conformal = ConformalClassifier().fit(calibration)
         p[finite] = conformal.predict_p(scores[finite], smoothing=False)
     return p
+
+
+def _crepes_classifier():
+    """crepes' ``ConformalClassifier``, imported without its side effect on the caller.
+
+    crepes runs ``warnings.simplefilter("always", UserWarning)`` when first imported: a
+    process-wide change that would undo every filter of its caller (a caller silencing
+    the library's warnings would see them again). The import runs inside
+    ``catch_warnings``, which restores the filters.
+    """
+    with warnings.catch_warnings():
+        from crepes import ConformalClassifier
+    return ConformalClassifier
 
 
 def _row_means(X):
