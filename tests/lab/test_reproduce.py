@@ -552,6 +552,51 @@ def test_mixed_batches_needs_a_detectors_run(tmp_path):
         mixed_batches.mix(np.zeros((2, 25)), np.ones((3, 25)), 1)
 
 
+def test_detectors_and_mixed_batches_count_untestable_sets():
+    """Untestable means p NaN: W without spread in the set and the reference (after eq. (4)).
+
+    Synthetic W of one net: reference, 4 clean, 24 calibration, 4 triggered sets. At
+    sigma 0.1 the reference is mostly 0 (constant after eq. (4)), so a set of zeros, or of
+    zeros but two, cannot be judged; at sigma 0.3 it varies, and a clean set equal to it
+    scores exactly 0 (p = 1) without being untestable.
+    """
+    from wobbledetect import LeveneBackdoorDetector
+    from wobbledetect.lab.reproduce import mixed_batches
+
+    rng = np.random.RandomState(0)
+    low = rng.uniform(0.1, 2.0, size=(33, 25))
+    low[0, :20] = 0.0                              # the reference: 20 of 25 zeros
+    low[[1, 2, 7, 30], :] = 0.0                    # clean sets 0, 1; a calibration set; triggered set 1
+    low[2, :2] = 0.5                               # zeros but two: eq. (4) leaves it constant
+    high = rng.uniform(0.1, 2.0, size=(33, 25))
+    high[1] = high[0]                              # clean set 0 is the reference itself
+    W = {"0.1": low, "0.3": high}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = detectors._score_net(W, rng.uniform(size=(33, 25)), rng.randint(10, size=(33, 25)),
+                                   (0.1, 0.3), 4, 24, backdoored=True)
+    assert net["untestable_sets"] == {"clean": {"0.1": 2, "0.3": 0}, "calibration": {"0.1": 1, "0.3": 0},
+                                      "triggered": {"0.1": 1, "0.3": 0}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert LeveneBackdoorDetector().fit(high[:1]).score_samples(high[1:2]) == 0  # tested, p = 1
+    untestable, scored = detectors._untestable_totals(
+        {"a": net, "b": {"untestable_sets": {**net["untestable_sets"], "triggered": None}}}, (0.1, 0.3),
+        {"clean": 4, "calibration": 24, "triggered": 4})
+    assert untestable["clean"] == {"0.1": 4, "0.3": 0} and untestable["triggered"] == {"0.1": 1, "0.3": 0}
+    assert scored == {"clean": 8, "calibration": 48, "triggered": 4}
+
+    # Mixed set j: the first k W of triggered set j, the rest of clean set j.
+    arrays = {f"W_{key}": values for key, values in W.items()}
+    mixed = mixed_batches._untestable(arrays, ["0.1", "0.3"], (1, 10, 25), 4, 24)
+    assert mixed["clean"] == net["untestable_sets"]["clean"]
+    assert mixed["mixed"]["25"] == net["untestable_sets"]["triggered"]
+    # k = 1: clean sets 0 and 1 hold one non-zero W at most, which eq. (4) drops; k = 10: clean
+    # set 0 takes 10 non-zero W and can be tested, clean set 1 takes 10 zeros and cannot
+    assert mixed["mixed"]["1"] == {"0.1": 2, "0.3": 0} and mixed["mixed"]["10"] == {"0.1": 1, "0.3": 0}
+    assert mixed_batches._untestable_totals([mixed, mixed])["mixed"]["1"] == {"0.1": 4, "0.3": 0}
+
+
 @pytest.mark.slow
 def test_detectors_tiny(data_dir, lab_cache, tmp_path, tiny):
     from sklearn.metrics import roc_auc_score
@@ -592,10 +637,35 @@ def test_detectors_tiny(data_dir, lab_cache, tmp_path, tiny):
     assert saved["false_positive_rates"]["per_input"]["STRIP per input (calibrated)"]["-"] == (
         pytest.approx(np.mean(both)))
     assert results["seconds_per_100_inputs"]["W"] > 0
+    # Sets the Levene test could not judge: p NaN, recomputed from both nets' records.
+    assert saved["scored_sets"] == {"clean": 8, "calibration": 48, "triggered": 4}
+    for label, counted in (("T1/square/seed0", net), ("clean/seed0", clean_net)):
+        record = np.load(tmp_path / "nets" / f"{label.replace('/', '_')}.npz")
+        for key in saved["untestable_sets"]["clean"]:  # every sigma of the run
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                untestable = np.isnan(LeveneBackdoorDetector().fit(record[f"W_{key}"][:1])
+                                      .p_values(record[f"W_{key}"][1:]))
+            assert counted["untestable_sets"]["clean"][key] == untestable[:4].sum()
+            assert counted["untestable_sets"]["calibration"][key] == untestable[4:28].sum()
+            if label == "clean/seed0":
+                assert untestable.size == 28 and counted["untestable_sets"]["triggered"] is None
+            else:
+                assert counted["untestable_sets"]["triggered"][key] == untestable[28:].sum()
+    for part, by_sigma in saved["untestable_sets"].items():
+        for key, n in by_sigma.items():
+            per_net = [x["untestable_sets"][part] for x in (net, clean_net)
+                       if x["untestable_sets"][part] is not None]
+            assert 0 <= n <= saved["scored_sets"][part] and n == sum(c[key] for c in per_net)
     # a second run reads every net back and gives the same numbers
     lines = []
     detectors.run(tmp_path, quick=True, data_dir=data_dir, cache_dir=lab_cache, log=lines.append)
     assert sum("measured before, read from" in line for line in lines) == 2
+    untestable = saved["untestable_sets"]
+    assert saved["parameters"]["sigmas"] == [0.3] and any(line.startswith(
+        "[detectors] sets the Levene test could not judge (p NaN: W without spread; scored 0), "
+        f"clean / calibration / triggered of 8 / 48 / 4: sigma 0.3 {untestable['clean']['0.3']} / "
+        f"{untestable['calibration']['0.3']} / {untestable['triggered']['0.3']}") for line in lines)
     again = json.loads((tmp_path / "detectors.json").read_text())  # strict JSON: NaN is null
     assert again["summary"] == saved["summary"] and again["per_net"] == saved["per_net"]
 
@@ -608,6 +678,15 @@ def test_detectors_tiny(data_dir, lab_cache, tmp_path, tiny):
     one = np.concatenate([triggered[:, :1], clean[:, 1:]], axis=1)
     assert cell["mean W smoother"]["0.3"] == pytest.approx(
         roc_auc_score(y_sets, -np.r_[clean, one].mean(1)))
+    # its untestable sets: the detectors run's clean ones, its triggered ones at k = 25, k = 1 here
+    untestable = mixed["untestable_sets_per_net"]["T1/square/seed0"]
+    assert untestable["clean"] == net["untestable_sets"]["clean"]
+    assert untestable["mixed"]["25"] == net["untestable_sets"]["triggered"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert untestable["mixed"]["1"]["0.3"] == np.isnan(levene.p_values(one)).sum()
+    assert mixed["untestable_sets"] == {"T1": untestable}
+    assert mixed["scored_sets"] == {"T1": {"clean": 4, "mixed": 4}}
     per_input = ConformalDetector(alpha=0.05, tail="lower").fit(H[5:29].reshape(-1, 1))
     H_one = np.concatenate([H[29:, :1], H[1:5, 1:]], axis=1)
     smallest_p = per_input.p_values(np.r_[H[1:5], H_one].reshape(-1, 1)).reshape(8, 25).min(1)
@@ -915,3 +994,100 @@ def test_example_scripts_run_their_figure_with_the_cli_options(script, tmp_path,
     assert kwargs.pop("log") is not None
     assert kwargs == {"quick": True, "data_dir": "D", "cache_dir": None,
                       "dataset": "fashion-mnist", "download": False}
+
+
+def _screen_zoo_table():
+    import runpy
+    from pathlib import Path
+
+    return runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "screen_zoo_table.py"))
+
+
+def _screen(threat, nc, w, combined, w_03, verdict, untested=None):
+    """A screen-zoo record with given (score, class) pairs at sigma auto (w at 0.3 apart)."""
+    pair = lambda v: {"score": v[0], "class": v[1]}  # noqa: E731
+    auto = {"nc": pair(nc), "w": pair(w), "combined": pair(combined)}
+    record = {"auto": auto, "0.3": auto | {"w": pair(w_03)}, "backdoored": verdict, "sigma_auto": 0.3,
+              "seconds": 10.0, "threat": threat, "table": {"class": list(range(10))}}
+    return record | ({"untested_sets": untested} if untested else {})
+
+
+def test_screen_zoo_table_prints_the_model_level_numbers_of_a_zoo(tmp_path, capsys):
+    table = _screen_zoo_table()
+    screens = {  # two clean nets, then two backdoored ones (target 0)
+        "clean/seed0": _screen(None, (0.5, 4), (1.0, 2), (0.0, 4), (0.1, 2), False, {"auto": 2, "0.3": 2}),
+        "clean/seed1": _screen(None, (1.0, 5), (2.5, 1), (None, -1), (0.2, 1), False, {"auto": 0, "0.3": 0}),
+        "T1/square/seed0": _screen("T1", (3.0, 0), (0.2, 0), (2.5, 0), (3.0, 0), True, {"auto": 1, "0.3": 1}),
+        "T1/square/seed1": _screen("T1", (1.5, 3), (3.0, 0), (1.0, 1), (2.0, 0), False, {"auto": 0, "0.3": 0}),
+    }
+    saved = {"dataset": "digits", "screens": screens,
+             "parameters": {"nets": list(screens), "backdoored": [0, 0, 1, 1], "sigmas": [0.3], "n_sets": 4}}
+    path = tmp_path / "screen_zoo.json"
+    path.write_text(json.dumps(saved))
+    assert table["main"]([str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "**digits** (2 clean and 2 backdoored nets):"
+    # NC: both backdoored above both clean; named 1 of 2; above 2: one backdoored net
+    assert "| Neural Cleanse alone | 1.00 | (no σ) | 1 of 2 | 1 of 2 / 0 of 2 |" in lines
+    # W: at auto 0.2 and 3.0 against 1.0 and 2.5 (AUC 0.5); at 0.3 perfect
+    assert ("| W of the NC candidates alone (smoothing index) | 0.50 | 1.00–1.00 (best σ 0.3) | 2 of 2 "
+            "| 1 of 2 / 1 of 2 |") in lines
+    # combined: the undefined (None) score ranks below every defined one
+    assert "| combined (`ModelScreen`'s verdict) | 1.00 | 1.00–1.00 (best σ 0.3) | 1 of 2 | 1 of 2 / 0 of 2 |" in lines
+    assert "Stamped sets the Levene test could not judge, of 160 per σ: 3 at σ auto, 3 at σ 0.3." in lines
+    # the same nets from their per-net records (a run in progress); mixed settings are refused
+    nets = tmp_path / "run" / "nets"
+    nets.mkdir(parents=True)
+    for label, screen in screens.items():
+        signature = {"key": label, "n_sets": 4, "sigmas": [0.3]}
+        (nets / f"{label.replace('/', '_')}.json").write_text(json.dumps({"signature": signature, "screen": screen}))
+    assert table["main"]([str(tmp_path / "run"), "--records"]) == 0
+    from_records = capsys.readouterr().out.splitlines()
+    assert from_records[0] == "**run (records so far)** (2 clean and 2 backdoored nets):"
+    assert from_records[1:] == lines[1:len(from_records)]
+    (nets / "odd.json").write_text(json.dumps({"signature": {"key": "x", "n_sets": 3, "sigmas": [0.3]},
+                                               "screen": screens["clean/seed0"]}))
+    with pytest.raises(ValueError, match="mixes screens of different settings"):
+        table["from_records"](tmp_path / "run")
+
+
+def test_nc_candidates_table_scores_a_run_in_progress_with_the_runs_own_code(tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+
+    table = runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "nc_candidates_table.py"))
+    exp = _common.Experiment("nc_candidates", tmp_path, quick=False, data_dir=None, cache_dir=None,
+                             dataset="fashion-mnist", log=lambda _: None)
+    signature = {"sigmas": ["0.3"], "repetitions": 2}
+    norms = np.r_[10.0, 40, 41, 42, 43, 44, 45, 46, 47, 48]
+    for threat, trigger, flagged in ((None, None, []), ("T3", "square", [0])):
+        config = exp.net_config(threat, trigger, 0)
+        exp.nets[config.label] = {"clean_accuracy": 0.9}
+        # two repetitions: the clean candidate set, then one set per class; class 0 is smooth on
+        # the backdoored net, and one clean set (of the clean net) could not be judged
+        scores = np.full((2, 11), 0.5)
+        scores[:, 1] = 3.0 if threat else 0.5
+        scores[0, 0] = 0.0 if not threat else 2.0
+        arrays = {"mask_norms": norms if threat else norms[::-1], "anomaly_index": np.zeros(10),
+                  "flagged": np.array(flagged, dtype=np.int64), "model_anomaly_index": np.float64(5.0 if threat else 0.9),
+                  "reached_threshold": np.ones(10, bool), "steps": np.full(10, 50),
+                  "success_crafting": np.full(10, 0.99), "success_other_training": np.r_[1.0, np.full(9, 0.95)],
+                  "scores_0.3": scores, "clean_scores_0.3": scores[:, 0],
+                  "median_score_0.3": np.median(scores[:, 1:], axis=0),
+                  "flagged_share_0.3": np.mean(scores[:, 1:] > 1.3, axis=0)}
+        _common.NetRecord(exp, config, signature).save(arrays)
+    nets, candidates, summary, reproduced, planned = table["from_records"](tmp_path)
+    # the clean nets are shared by both threat models
+    assert nets == {"T3": [("clean/seed0", False), ("T3/square/seed0", True)], "T1": [("clean/seed0", False)]}
+    assert planned == {"T3": 12, "T1": 12}
+    s = summary["T3"]["0.3"]
+    # 1 of the 20 (net, class) candidates is flagged; the target's on the backdoored net; 1 of 4 clean sets
+    assert (s["candidates_flagged"], s["target_candidates_flagged"], s["clean_flagged"]) == (0.05, 1.0, 0.25)
+    assert (s["untestable_clean_sets"], s["scored_clean_sets"], s["scored_candidate_sets"]) == (1, 4, 40)
+    assert reproduced["T3"]["0.3"] is False
+    assert table["main"]([str(tmp_path), "--records"]) == 0
+    out = capsys.readouterr().out
+    assert "**T3** (1 clean and 1 backdoored nets, 2 of the 12 planned):" in out
+    assert "the smallest mask is the target's on 1 of 1 backdoored nets, and NC flags the target on 1" in out
+    assert "median 0.95, min 0.95, 10% ≥ 0.99" in out
+    assert "| 0.3 | 0.05 | 1.00 | 0.25 | +0.50 | 0 of 40 / 1 of 4 | no |" in out

@@ -85,7 +85,10 @@ def run(
     dict
         What ``detectors.json`` holds: ``"per_net"`` (every AUC, rate and timing of
         each net), ``"summary"[threat]`` (median and pooled AUCs, best and auto sigma),
-        ``"false_positive_rates"`` and ``"true_positive_rates"`` (pooled over nets) and
+        ``"false_positive_rates"`` and ``"true_positive_rates"`` (pooled over nets),
+        ``"untestable_sets"`` (per part -- clean candidate, calibration, triggered sets -- and
+        sigma, the sets the Levene test could not judge, summed over the nets; per net in
+        ``"per_net"``) beside ``"scored_sets"`` (how many sets of each part were scored), and
         ``"seconds_per_100_inputs"``.
 
     Examples
@@ -126,6 +129,9 @@ def run(
     summary = {threat: _summarise(nets[threat], per_net, scores, sigmas, n_clean, n_calibration)
                for threat in threats}
     fpr, tpr = _rates(per_net, sigmas)
+    untestable, scored = _untestable_totals(
+        per_net, sigmas, {"clean": n_clean, "calibration": n_calibration, "triggered": n_triggered})
+    log(_untestable_line(untestable, scored))
     timing = {what: float(np.median([net["seconds_per_100_inputs"][what] for net in per_net.values()]))
               for what in ("W", "STRIP")}
     png = plot_line_panels(
@@ -148,6 +154,8 @@ def run(
             "summary": summary,
             "false_positive_rates": fpr,
             "true_positive_rates": tpr,
+            "untestable_sets": untestable,
+            "scored_sets": scored,
             "seconds_per_100_inputs": timing,
             "per_net": per_net,
         },
@@ -206,7 +214,9 @@ def _score_net(W, H, predicted, sigmas, n_clean, n_calibration, *, backdoored):
     calibration = slice(1 + n_clean, 1 + n_clean + n_calibration)
     triggered = slice(1 + n_clean + n_calibration, None)
     evaluated = np.r_[np.arange(len(predicted))[clean], np.arange(len(predicted))[triggered]]
-    out = {"auc_per_input": {}, "auc_per_set": {}, "flagged": {}, "auto_sigma": None, "zero_share": {}}
+    out = {"auc_per_input": {}, "auc_per_set": {}, "flagged": {}, "auto_sigma": None, "zero_share": {},
+           "untestable_sets": _untestable(W, sigmas, {"clean": clean, "calibration": calibration,
+                                                      "triggered": triggered if backdoored else None})}
     for sigma in sigmas:  # ModelScreen's clean-only rule, on the calibration sets
         key = sigma_key(sigma)
         out["zero_share"][key] = float(np.mean(W[key][calibration] == 0))
@@ -256,6 +266,99 @@ def _score_net(W, H, predicted, sigmas, n_clean, n_calibration, *, backdoored):
     share = _one_class_share(predicted)
     add_flags("one class (rule)", "-", share[clean] == 1.0, share[triggered] == 1.0 if backdoored else [])
     return out
+
+
+def _untestable(W, sigmas, parts):
+    """Per part of the sets and sigma, how many sets the Levene test could not judge.
+
+    Parameters
+    ----------
+    W : dict
+        ``{sigma key: W of every set}``, the reference set first.
+    sigmas : sequence of float
+    parts : dict
+        ``{part: slice of its sets}``; None for a part the net lacks (a clean net's
+        triggered sets).
+
+    Returns
+    -------
+    dict
+        ``{part: {sigma key: count}}``; None for a part the net lacks.
+    """
+    out = {part: None if rows is None else {} for part, rows in parts.items()}
+    # A block of its own: before the library imported crepes inside catch_warnings, its
+    # import put an "always" filter for UserWarning in front of the scoring block's
+    # filters, and the detector's warnings passed (the 4 in detectors.json's
+    # "library_warnings").
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WobbledetectWarning)  # what they say is counted here
+        for sigma in sigmas:
+            key = sigma_key(sigma)
+            levene = LeveneBackdoorDetector(alpha=ALPHA).fit(W[key][:1])
+            for part, rows in parts.items():
+                if rows is not None:
+                    out[part][key] = _count_untestable(levene, W[key][rows])
+    return out
+
+
+def _count_untestable(levene, sets):
+    """How many rows of ``sets`` the fitted Levene detector could not judge.
+
+    Parameters
+    ----------
+    levene : LeveneBackdoorDetector
+        Fitted on the net's clean reference set.
+    sets : ndarray of shape (n_sets, set_size)
+        W of each set at the detector's sigma.
+
+    Returns
+    -------
+    int
+        Sets whose p-value is NaN.
+    """
+    # The library's definition of "could not be tested": p NaN (the set and the reference
+    # without spread after eq. (4), or too few values left). Their score is exactly 0, "no
+    # evidence", and the DegenerateWobblinessWarning that says so is silenced here. A
+    # score of exactly 0 (the attacks run's rule, which keeps only scores) would also
+    # count a tested set whose spread equals the reference's.
+    return int(np.count_nonzero(np.isnan(levene.p_values(sets))))
+
+
+def _untestable_totals(per_net, sigmas, sizes):
+    """The untestable sets of every net, summed per part and sigma, and the sets scored.
+
+    Parameters
+    ----------
+    per_net : dict
+        ``{label: net}`` from :func:`_score_net`; ``net["untestable_sets"][part]`` is
+        ``{sigma key: count}``, or None for a part the net lacks (a clean net's triggered sets).
+    sigmas : sequence of float
+    sizes : dict
+        ``{part: sets of that part per net}``.
+
+    Returns
+    -------
+    untestable : dict
+        ``{part: {sigma key: count}}``, summed over the nets.
+    scored : dict
+        ``{part: sets scored at each sigma}``, over the nets that have the part.
+    """
+    untestable, scored = {}, {}
+    for part, size in sizes.items():
+        nets = [net["untestable_sets"][part] for net in per_net.values()
+                if net["untestable_sets"][part] is not None]
+        untestable[part] = {sigma_key(s): sum(net[sigma_key(s)] for net in nets) for s in sigmas}
+        scored[part] = len(nets) * size
+    return untestable, scored
+
+
+def _untestable_line(untestable, scored):
+    """The log line of the untestable sets: per sigma, clean / calibration / triggered."""
+    parts = list(scored)
+    return (f"[detectors] sets the Levene test could not judge (p NaN: W without spread; scored 0), "
+            f"{' / '.join(parts)} of {' / '.join(str(scored[part]) for part in parts)}: " + ", ".join(
+                f"sigma {key} {' / '.join(str(untestable[part][key]) for part in parts)}"
+                for key in untestable[parts[0]]))
 
 
 def _labels(n_clean, n_triggered, kind, set_size):

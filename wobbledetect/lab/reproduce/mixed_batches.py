@@ -38,7 +38,7 @@ import numpy as np
 from ... import ConformalDetector, LeveneBackdoorDetector, WobbledetectWarning
 from ...plotting import plot_line_panels
 from ._common import auc_or_nan, finished_run, jsonable, read_record, record_path, sigma_key, within_net_summary
-from .detectors import ALPHA, SET_DETECTORS, _detector_score, _frozen, _uses_w
+from .detectors import ALPHA, SET_DETECTORS, _count_untestable, _detector_score, _frozen, _uses_w
 
 __all__ = ["run", "MIXED_COUNTS", "QUICK_COUNTS", "SEEN_FROM", "BONFERRONI", "mix"]
 
@@ -106,8 +106,11 @@ def run(out_dir, *, log=print, epochs=None, counts=None, **ignored):
         What ``mixed_batches.json`` holds: ``"per_net"[net][k]`` (every AUC),
         ``"summary"[threat][detector][k]`` (median AUCs), ``"seen_from"`` (smallest k per
         detector; W ones at the rule's sigma) and ``"seen_from_best_sigma"`` (W ones at the
-        best sigma), ``"true_positive_rates"`` and ``"false_positive_rates"``, and
-        ``"check_full_sets"`` (k = 25 gives the detectors run's AUCs).
+        best sigma), ``"true_positive_rates"`` and ``"false_positive_rates"``,
+        ``"untestable_sets"[threat]`` (per sigma, the clean sets and, per k, the mixed sets
+        the Levene test could not judge, summed over the threat's nets; per net in
+        ``"untestable_sets_per_net"``) beside ``"scored_sets"[threat]`` (clean sets, and
+        mixed sets at each k), and ``"check_full_sets"`` (k = 25 gives the detectors run's AUCs).
 
     Examples
     --------
@@ -127,21 +130,25 @@ def run(out_dir, *, log=print, epochs=None, counts=None, **ignored):
         if not 1 <= k <= set_size:
             raise ValueError(f"counts holds {k!r}; each must be 1 to the set size {set_size}.")
 
-    per_net, flags, check = {}, {}, {}
+    per_net, flags, check, untestable = {}, {}, {}, {}
     for threat in p["threats"]:
         for label in detectors["summary"][threat]["nets"]:
             arrays = _record(out_dir, label)
             auto = detectors["per_net"][label]["auto_sigma"]
             per_net[label], flags[label] = _score_net(arrays, sigmas, counts, n_clean, n_calibration,
                                                       sigma_key(auto) if auto else None)
+            untestable[label] = _untestable(arrays, sigmas, counts, n_clean, n_calibration)
             if set_size in counts:
                 check[label] = _same_as_detectors(per_net[label][str(set_size)],
                                                   detectors["per_net"][label]["auc_per_set"])
             log(f"[mixed-batches] {label}: " + _net_line(per_net[label], auto))
 
-    summary, seen, seen_best, tpr, fpr = {}, {}, {}, {}, {}
+    summary, seen, seen_best, tpr, fpr, untestable_sets, scored = {}, {}, {}, {}, {}, {}, {}
     for threat in p["threats"]:
         nets = detectors["summary"][threat]["nets"]
+        untestable_sets[threat] = _untestable_totals([untestable[label] for label in nets])
+        scored[threat] = {"clean": len(nets) * n_clean, "mixed": len(nets) * n_clean}
+        log(_untestable_line(threat, untestable_sets[threat], scored[threat]))
         autos = {label: detectors["per_net"][label]["auto_sigma"] for label in nets}
         summary[threat] = _summarise(per_net, nets, autos, counts, sigmas)
         seen[threat] = {name: _seen_from(cells, counts) for name, cells in summary[threat].items()}
@@ -164,6 +171,7 @@ def run(out_dir, *, log=print, epochs=None, counts=None, **ignored):
                        "detectors": [*SET_DETECTORS, *BONFERRONI]},
         "summary": summary, "seen_from": seen, "seen_from_best_sigma": seen_best,
         "true_positive_rates": tpr, "false_positive_rates": fpr,
+        "untestable_sets": untestable_sets, "scored_sets": scored, "untestable_sets_per_net": untestable,
         "check_full_sets": check, "per_net": per_net,
     }
     results["files"] = [_plot(results, out_dir / "mixed_batches.png"), "mixed_batches.json"]
@@ -212,6 +220,66 @@ def _score_net(arrays, sigmas, counts, n_clean, n_calibration, auto):
         aucs[str(k)] = cell
         flags[str(k)] = {name: flag(mixed) for name, flag in flaggers.items()}
     return aucs, flags
+
+
+def _untestable(arrays, sigmas, counts, n_clean, n_calibration):
+    """One net's sets that the Levene test could not judge, per sigma.
+
+    Parameters
+    ----------
+    arrays : dict
+        The net's record (``W_<sigma key>``: reference, clean, calibration, triggered sets).
+    sigmas : list of str
+        Sigma keys.
+    counts : tuple of int
+        Triggered inputs per mixed set.
+    n_clean, n_calibration : int
+
+    Returns
+    -------
+    dict
+        ``{"clean": {sigma: n}, "mixed": {k: {sigma: n}}}``: clean candidate sets, and
+        mixed sets at each k, whose Levene p against the reference set is NaN.
+    """
+    clean = slice(1, 1 + n_clean)
+    triggered = slice(1 + n_clean + n_calibration, None)
+    out = {"clean": {}, "mixed": {str(k): {} for k in counts}}
+    for key in sigmas:
+        W = arrays[f"W_{key}"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", WobbledetectWarning)  # counted here instead
+            levene = LeveneBackdoorDetector(alpha=ALPHA).fit(W[:1])
+            # p NaN, the library's definition (see _count_untestable); the W + Levene
+            # detectors score such a set exactly 0
+            out["clean"][key] = _count_untestable(levene, W[clean])
+            for k in counts:
+                out["mixed"][str(k)][key] = _count_untestable(levene, mix(W[clean], W[triggered], k))
+    return out
+
+
+def _untestable_totals(per_net):
+    """The untestable sets of ``per_net`` (a list of :func:`_untestable`'s), summed per sigma and k."""
+    def total(pick):
+        return {key: sum(pick(net)[key] for net in per_net) for key in pick(per_net[0])}
+
+    return {"clean": total(lambda net: net["clean"]),
+            "mixed": {k: total(lambda net, k=k: net["mixed"][k]) for k in per_net[0]["mixed"]}}
+
+
+def _untestable_line(threat, untestable, scored):
+    """The log line of a threat's untestable sets: per sigma, clean sets and mixed ones by k."""
+    counts = list(untestable["mixed"])
+
+    def some(key):
+        return untestable["clean"][key] or any(untestable["mixed"][k][key] for k in counts)
+
+    parts = [f"sigma {key}: clean {n}, mixed by k {'/'.join(counts)} "
+             + "/".join(str(untestable["mixed"][k][key]) for k in counts)
+             for key, n in untestable["clean"].items() if some(key)]
+    none = [key for key in untestable["clean"] if not some(key)]
+    return (f"[mixed-batches] {threat}: sets the Levene test could not judge (p NaN: W without spread; "
+            f"scored 0), of {scored['clean']} clean and {scored['mixed']} mixed at each k: "
+            + "; ".join(parts + ([f"none at sigma {', '.join(none)}"] if none else [])))
 
 
 def _flaggers(values, calibration, auto):

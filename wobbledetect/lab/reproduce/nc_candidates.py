@@ -42,7 +42,7 @@ from ._common import (
     sigma_key, zoo_configs, zoo_defaults,
 )
 
-__all__ = ["run", "DETECTED_SHARE"]
+__all__ = ["run", "collect", "summarize", "DETECTED_SHARE"]
 
 #: Share of candidates that must be flagged for the paper's claim to count as reproduced.
 DETECTED_SHARE = 0.9
@@ -115,42 +115,13 @@ def run(
                  "noise_seed": NOISE_SEED}
     measure = (cleanse, crafting, checking, clean_sets, bases, random_state, signature)
     records = measure_nets(exp, distinct, signature, _measure_net, measure, scheduler=scheduler)
-    candidates, clean_scores = {}, {}
-    for label, (arrays, meta) in records.items():
-        candidates[label] = {name: arrays[name] for name in _PER_CLASS} | {
-            "model_anomaly_index": float(arrays["model_anomaly_index"]),
-            "median_score": {key: arrays[f"median_score_{key}"] for key in signature["sigmas"]},
-            "flagged_share": {key: arrays[f"flagged_share_{key}"] for key in signature["sigmas"]},
-            # Sets the Levene test could not judge (W without spread: p NaN, score exactly 0,
-            # the detector's DegenerateWobblinessWarning): clean candidate, then each class.
-            "untestable_sets": {key: np.count_nonzero(arrays[f"scores_{key}"] == 0, axis=0)
-                                for key in signature["sigmas"]},
-        }
-        clean_scores[label] = {key: arrays[f"clean_scores_{key}"] for key in signature["sigmas"]}
-
-    summary, reproduced = {}, {}
+    candidates, clean_scores = collect(records, signature["sigmas"])
+    summary, reproduced = summarize(candidates, clean_scores,
+                                    {t: [(c.label, c.threat is not None) for c in nets[t]] for t in threats},
+                                    signature["sigmas"])
     for threat in threats:
-        labels = [c.label for c in nets[threat]]
-        for sigma in exp.sigmas:
-            key = sigma_key(sigma)
-            every_candidate = np.concatenate([candidates[n]["median_score"][key] for n in labels])
-            targets = [candidates[c.label]["median_score"][key][TARGET] for c in nets[threat] if c.threat]
-            clean = np.concatenate([clean_scores[n][key] for n in labels])
-            summary.setdefault(threat, {})[key] = {
-                "candidates_flagged": float(np.mean(every_candidate > threshold)),
-                "target_candidates_flagged": float(np.mean(np.array(targets) > threshold)) if targets else None,
-                "clean_flagged": float(np.mean(clean > threshold)),
-                "median_candidate_score": float(np.median(every_candidate)),
-                "untestable_candidate_sets": int(sum(candidates[n]["untestable_sets"][key][1:].sum()
-                                                     for n in labels)),
-                "untestable_clean_sets": int(sum(candidates[n]["untestable_sets"][key][0] for n in labels)),
-                "scored_candidate_sets": len(labels) * repetitions * n_classes,
-                "scored_clean_sets": len(labels) * repetitions,
-            }
-            s = summary[threat][key]
-            reproduced.setdefault(threat, {})[key] = bool(
-                s["candidates_flagged"] >= DETECTED_SHARE and s["clean_flagged"] <= s["candidates_flagged"])
-            log(f"[nc_candidates] {threat} sigma={sigma:g}: {s['candidates_flagged']:.0%} of the candidates "
+        for key, s in summary[threat].items():
+            log(f"[nc_candidates] {threat} sigma={key}: {s['candidates_flagged']:.0%} of the candidates "
                 f"flagged smoother (clean sets {s['clean_flagged']:.0%})"
                 + (f"; untestable: {s['untestable_candidate_sets']} of {s['scored_candidate_sets']} "
                    f"candidate sets, {s['untestable_clean_sets']} of {s['scored_clean_sets']} clean ones"
@@ -188,6 +159,79 @@ def run(
         },
         [png],
     )
+
+
+def collect(records, sigmas):
+    """``(candidates, clean_scores)`` as the JSON holds them, from the nets' records.
+
+    Parameters
+    ----------
+    records : dict of str to (dict, dict)
+        Per net label, the ``(arrays, meta)`` of its :class:`NetRecord`.
+    sigmas : list of str
+        The sigma keys of the run.
+    """
+    candidates, clean_scores = {}, {}
+    for label, (arrays, _) in records.items():
+        candidates[label] = {name: arrays[name] for name in _PER_CLASS} | {
+            "model_anomaly_index": float(arrays["model_anomaly_index"]),
+            "median_score": {key: arrays[f"median_score_{key}"] for key in sigmas},
+            "flagged_share": {key: arrays[f"flagged_share_{key}"] for key in sigmas},
+            # Sets the Levene test could not judge (W without spread: p NaN, score exactly 0,
+            # the detector's DegenerateWobblinessWarning): clean candidate, then each class.
+            "untestable_sets": {key: np.count_nonzero(arrays[f"scores_{key}"] == 0, axis=0)
+                                for key in sigmas},
+        }
+        clean_scores[label] = {key: arrays[f"clean_scores_{key}"] for key in sigmas}
+    return candidates, clean_scores
+
+
+def summarize(candidates, clean_scores, nets, sigmas):
+    """Per threat model and sigma, the shares of candidates and clean sets flagged smoother.
+
+    Parameters
+    ----------
+    candidates, clean_scores : dict
+        As :func:`collect` returns them.
+    nets : dict of str to list of (str, bool)
+        Per threat model, its nets' labels and whether each is backdoored.
+    sigmas : list of str
+
+    Returns
+    -------
+    summary : dict
+        ``summary[threat][sigma]``: ``candidates_flagged`` (share of the (net, class)
+        candidates whose median score is above ``-log10(0.05)``), ``target_candidates_flagged``
+        (the same for the backdoored nets' target class; None without one),
+        ``clean_flagged`` (share of clean candidate sets), ``median_candidate_score``, and
+        the sets the test could not judge (``untestable_candidate_sets`` of
+        ``scored_candidate_sets``, ``untestable_clean_sets`` of ``scored_clean_sets``).
+    reproduced : dict
+        ``reproduced[threat][sigma]``: the design's rule, at least :data:`DETECTED_SHARE`
+        of the candidates flagged and clean sets flagged at most as often.
+    """
+    summary, reproduced = {}, {}
+    for threat, members in nets.items():
+        labels = [label for label, _ in members]
+        for key in sigmas:
+            every_candidate = np.concatenate([candidates[n]["median_score"][key] for n in labels])
+            targets = [candidates[n]["median_score"][key][TARGET] for n, backdoored in members if backdoored]
+            clean = np.concatenate([clean_scores[n][key] for n in labels])
+            summary.setdefault(threat, {})[key] = {
+                "candidates_flagged": float(np.mean(every_candidate > FLAGGED_ABOVE)),
+                "target_candidates_flagged": float(np.mean(np.array(targets) > FLAGGED_ABOVE)) if targets else None,
+                "clean_flagged": float(np.mean(clean > FLAGGED_ABOVE)),
+                "median_candidate_score": float(np.median(every_candidate)),
+                "untestable_candidate_sets": int(sum(candidates[n]["untestable_sets"][key][1:].sum()
+                                                     for n in labels)),
+                "untestable_clean_sets": int(sum(candidates[n]["untestable_sets"][key][0] for n in labels)),
+                "scored_candidate_sets": len(every_candidate) * len(clean_scores[labels[0]][key]),
+                "scored_clean_sets": len(clean),
+            }
+            s = summary[threat][key]
+            reproduced.setdefault(threat, {})[key] = bool(
+                s["candidates_flagged"] >= DETECTED_SHARE and s["clean_flagged"] <= s["candidates_flagged"])
+    return summary, reproduced
 
 
 #: Per-class arrays of a net's record, as ``"candidates"[net]`` of the JSON names them.

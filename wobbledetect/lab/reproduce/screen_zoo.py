@@ -40,7 +40,7 @@ from ...plotting import plot_roc_panels
 from ..cache import config_key
 from ._common import DISPLAY_NAMES, TARGET, Experiment, auc_or_nan, jsonable, sigma_key
 
-__all__ = ["run", "ZOOS", "SCORES"]
+__all__ = ["run", "summarize", "ZOOS", "SCORES"]
 
 #: The backdoored nets' (trigger, seed) per dataset; the clean nets are seeds 0-9.
 ZOOS = {
@@ -120,7 +120,8 @@ def run(
         model = exp.net(config)
         started = time.perf_counter()
         with warnings.catch_warnings():
-            # NC's and the detector's warnings are per class and set: the table says it all.
+            # NC's and the detector's warnings are per class and set: each record keeps
+            # the screen's warnings and its untested sets per sigma instead.
             warnings.simplefilter("ignore", WobbledetectWarning)
             screen = ModelScreen(model, sigmas=exp.sigmas, n_samples=exp.n_samples, n_sets=n_sets,
                                  input_shape=data.input_shape, random_state=random_state,
@@ -137,29 +138,23 @@ def run(
                                              "net": exp.nets[config.label]}), indent=1))
 
     labels = [int(config.threat is not None) for config in configs]
-    auc, target_accuracy = {}, {}
+    where = ["auto", *(sigma_key(s) for s in exp.sigmas)]
+    summary = summarize([screens[c.label] for c in configs], labels, where, n_sets)
+    auc, target_accuracy, verdict = summary["auc"], summary["target_accuracy"], summary["verdict"]
     for score in SCORES:
-        for where in ["auto", *(sigma_key(s) for s in exp.sigmas)]:
-            values = _finite([screens[c.label][where][score]["score"] for c in configs])
-            auc.setdefault(score, {})[where] = auc_or_nan(labels, values)
-            named = [screens[c.label][where][score]["class"] == TARGET for c in configs if c.threat]
-            target_accuracy.setdefault(score, {})[where] = float(np.mean(named)) if named else float("nan")
         log(f"[screen_zoo] {score}: model-level AUC {auc[score]['auto']:.3f} at sigma auto "
             f"(grid {min(auc[score].values()):.3f}-{max(auc[score].values()):.3f}), target named in "
             f"{target_accuracy[score]['auto']:.0%} of the backdoored nets")
-    untestable = _untestable(screens, configs, n_sets, ["auto", *(sigma_key(s) for s in exp.sigmas)])
+    log(f"[screen_zoo] verdict at 2.0: {verdict['true_positive_rate']:.0%} of the backdoored nets flagged, "
+        f"{verdict['false_positive_rate']:.0%} of the clean ones")
+    untestable = summary["untestable_sets"]
+    untestable["not_recorded"] = [configs[i].label for i in untestable["not_recorded"]]
     if untestable["untested"]:
         log("[screen_zoo] stamped sets the Levene test could not judge (W without spread), of "
             f"{untestable['scored']}: " + ", ".join(f"{n} at sigma {k}" for k, n in untestable["untested"].items()))
     if untestable["not_recorded"]:
         log(f"[screen_zoo] {len(untestable['not_recorded'])} net(s) screened before these sets were "
             "counted: their untestable sets are not known")
-    flagged = np.array([screens[c.label]["backdoored"] for c in configs])
-    verdict = {"true_positive_rate": float(flagged[np.array(labels) == 1].mean()),
-               "false_positive_rate": float(flagged[np.array(labels) == 0].mean()),
-               "threshold": 2.0}
-    log(f"[screen_zoo] verdict at 2.0: {verdict['true_positive_rate']:.0%} of the backdoored nets flagged, "
-        f"{verdict['false_positive_rate']:.0%} of the clean ones")
 
     png = plot_roc_panels(
         {f"{len(configs) - sum(labels)} clean vs {sum(labels)} backdoored nets, sigma auto": {
@@ -179,6 +174,7 @@ def run(
             "auc": auc,
             "target_accuracy": target_accuracy,
             "verdict": verdict,
+            "flagged": summary["flagged"],
             "untestable_sets": untestable,
             "screens": screens,
             "seconds_per_model": float(np.median([screens[c.label]["seconds"] for c in configs])),
@@ -187,18 +183,57 @@ def run(
     )
 
 
-def _untestable(screens, configs, n_sets, where):
-    """The stamped sets the Levene test could not judge, summed over the nets, per sigma.
+def summarize(screens, backdoored, where, n_sets, threshold=2.0):
+    """The zoo's model-level numbers from its nets' screen records.
 
-    ``"scored"``: stamped sets per sigma over the nets that counted them (10 classes x
-    ``n_sets`` each); ``"untested"``: those without a verdict, per ``where`` where any;
-    ``"not_recorded"``: nets whose records predate the count.
+    Parameters
+    ----------
+    screens : list of dict
+        One record per net (as ``"screens"`` of the JSON holds them).
+    backdoored : list of int
+        1 for a backdoored net, 0 for a clean one, in the order of ``screens``.
+    where : list of str
+        ``"auto"`` and the sigma keys of the grid.
+    n_sets : int
+        Stamped sets per class of each screen.
+    threshold : float, default=2.0
+        The verdict's threshold (``ModelScreen``'s ``anomaly_threshold``).
+
+    Returns
+    -------
+    dict
+        ``"auc"`` and ``"target_accuracy"`` per score and ``where``; ``"verdict"``
+        (the combined score's true and false positive rates at ``threshold``, as each
+        screen decided); ``"flagged"`` per score at sigma auto (backdoored and clean nets
+        whose score exceeds ``threshold``, and how many there are); ``"untestable_sets"``
+        (stamped sets the Levene test could not judge, per ``where``: ``"scored"``, the
+        stamped sets per sigma over the nets that counted them; ``"untested"``, where any;
+        ``"not_recorded"``, the indices of nets whose records predate the count).
     """
-    counted = [c.label for c in configs if "untested_sets" in screens[c.label]]
-    untested = {key: sum(screens[n]["untested_sets"][key] for n in counted) for key in where}
-    return {"scored": sum(len(screens[n]["table"]["class"]) * n_sets for n in counted),
-            "untested": {k: v for k, v in untested.items() if v},
-            "not_recorded": [c.label for c in configs if c.label not in counted]}
+    labels = np.asarray(backdoored)
+    auc, target_accuracy = {}, {}
+    for score in SCORES:
+        for key in where:
+            values = _finite([r[key][score]["score"] for r in screens])
+            auc.setdefault(score, {})[key] = auc_or_nan(labels, values)
+            named = [r[key][score]["class"] == TARGET for r, b in zip(screens, labels) if b]
+            target_accuracy.setdefault(score, {})[key] = float(np.mean(named)) if named else float("nan")
+    flagged_nets = np.array([r["backdoored"] for r in screens])
+    verdict = {"true_positive_rate": float(flagged_nets[labels == 1].mean()) if (labels == 1).any() else float("nan"),
+               "false_positive_rate": float(flagged_nets[labels == 0].mean()) if (labels == 0).any() else float("nan"),
+               "threshold": threshold}
+    flagged = {}
+    for score in SCORES:
+        above = np.array([(r["auto"][score]["score"] or -np.inf) > threshold for r in screens])
+        flagged[score] = {"backdoored": int(above[labels == 1].sum()), "of_backdoored": int((labels == 1).sum()),
+                          "clean": int(above[labels == 0].sum()), "of_clean": int((labels == 0).sum())}
+    counted = [r for r in screens if "untested_sets" in r]
+    untested = {key: sum(r["untested_sets"][key] for r in counted) for key in where}
+    untestable = {"scored": sum(len(r["table"]["class"]) * n_sets for r in counted),
+                  "untested": {k: v for k, v in untested.items() if v},
+                  "not_recorded": [i for i, r in enumerate(screens) if "untested_sets" not in r]}
+    return {"auc": auc, "target_accuracy": target_accuracy, "verdict": verdict, "flagged": flagged,
+            "untestable_sets": untestable}
 
 
 def _finite(scores):
