@@ -15,8 +15,8 @@ smallest mask on the backdoored nets, classes flagged on the clean ones, the can
 success on other training images: the paper's "100%" sanity check), then per sigma the
 share of the (net, class) candidates whose stamped sets W flags smoother than clean
 (median over repetitions, p < 0.05), the backdoored nets' target candidates, the clean
-candidate sets, the sets the Levene test could not judge, and whether the design's rule
-("reproduced") holds.
+candidate sets, the sets the Levene test could not judge (score exactly 0: p NaN, or the
+rare p = 1, so an upper bound), and whether the design's rule ("reproduced") holds.
 """
 
 from __future__ import annotations

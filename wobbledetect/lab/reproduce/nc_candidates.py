@@ -179,6 +179,8 @@ def collect(records, sigmas):
             "flagged_share": {key: arrays[f"flagged_share_{key}"] for key in sigmas},
             # Sets the Levene test could not judge (W without spread: p NaN, score exactly 0,
             # the detector's DegenerateWobblinessWarning): clean candidate, then each class.
+            # The records keep scores, not p, so this is "score exactly 0", which also counts
+            # the rare tested set whose spread equals the reference's (p = 1): an upper bound.
             "untestable_sets": {key: np.count_nonzero(arrays[f"scores_{key}"] == 0, axis=0)
                                 for key in sigmas},
         }
