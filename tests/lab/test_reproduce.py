@@ -1091,3 +1091,30 @@ def test_nc_candidates_table_scores_a_run_in_progress_with_the_runs_own_code(tmp
     assert "the smallest mask is the target's on 1 of 1 backdoored nets, and NC flags the target on 1" in out
     assert "median 0.95, min 0.95, 10% ≥ 0.99" in out
     assert "| 0.3 | 0.05 | 1.00 | 0.25 | +0.50 | 0 of 40 / 1 of 4 | no |" in out
+
+
+def test_noise_votes_example_counts_where_noisy_copies_vote():
+    import runpy
+    from pathlib import Path
+
+    import torch
+
+    script = runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "noise_votes.py"))
+    X = np.random.RandomState(0).rand(20, 1, 4, 4).astype(np.float32)
+
+    class Constant(torch.nn.Module):  # every copy votes class 3: W = 0 everywhere
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float() + 0 * x.sum()
+
+    v = script["noise_votes"](Constant(), X, 0.3, n_samples=50)
+    assert v == {"mean_W": 0.0, "zero_share": 1.0, "per_class": [0, 0, 0, 20, 0, 0, 0, 0, 0, 0]}
+
+    class Threshold(torch.nn.Module):  # class 1 where the first pixel exceeds 0.5, else 0
+        def forward(self, x):
+            s = 50 * (x.reshape(len(x), -1)[:, :1] - 0.5)
+            return torch.cat([-s, s, torch.full((len(x), 8), -1e3)], dim=1)
+
+    v = script["noise_votes"](Threshold(), X, 0.3, n_samples=50)
+    assert v["per_class"][2:] == [0] * 8 and sum(v["per_class"]) == 20
+    assert v["per_class"][1] == int((X[:, 0, 0, 0] > 0.5).sum())  # copies vote mostly as the input
+    assert 0 < v["mean_W"] <= np.log(2) and v["zero_share"] < 1.0
