@@ -219,9 +219,11 @@ def summarize(screens, backdoored, where, n_sets, threshold=2.0):
             named = [r[key][score]["class"] == TARGET for r, b in zip(screens, labels) if b]
             target_accuracy.setdefault(score, {})[key] = float(np.mean(named)) if named else float("nan")
     flagged_nets = np.array([r["backdoored"] for r in screens])
-    verdict = {"true_positive_rate": float(flagged_nets[labels == 1].mean()) if (labels == 1).any() else float("nan"),
-               "false_positive_rate": float(flagged_nets[labels == 0].mean()) if (labels == 0).any() else float("nan"),
-               "threshold": threshold}
+
+    def rate(group):
+        return float(flagged_nets[labels == group].mean()) if (labels == group).any() else float("nan")
+
+    verdict = {"true_positive_rate": rate(1), "false_positive_rate": rate(0), "threshold": threshold}
     flagged = {}
     for score in SCORES:
         above = np.array([(r["auto"][score]["score"] or -np.inf) > threshold for r in screens])
