@@ -15,7 +15,7 @@ smallest mask on the backdoored nets, classes flagged on the clean ones, the can
 success on other training images: the paper's "100%" sanity check), then per sigma the
 share of the (net, class) candidates whose stamped sets W flags smoother than clean
 (median over repetitions, p < 0.05), the backdoored nets' target candidates, the clean
-candidate sets, the sets the Levene test could not judge (score exactly 0: p NaN, or the
+candidate sets, the same shares flagged wobblier, the sets the Levene test could not judge (score exactly 0: p NaN, or the
 rare p = 1, so an upper bound), and whether the design's rule ("reproduced") holds.
 """
 
@@ -104,13 +104,17 @@ def tables(nets, candidates, summary, reproduced, planned=None):
                   f"{_share(success)}; {int(reached.sum())} of {len(reached)} reached NC's 0.99 while crafted.",
                   "",
                   "| σ | candidates flagged smoother | target candidates | clean sets flagged "
-                  "| median candidate score | untestable: candidate / clean sets | reproduced |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "| median candidate score | flagged wobblier: candidates / target / clean "
+                  "| untestable: candidate / clean sets | reproduced |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for key, s in summary[threat].items():
             target = "–" if s["target_candidates_flagged"] is None else f"{s['target_candidates_flagged']:.2f}"
+            target_w = ("–" if s["target_candidates_flagged_wobblier"] is None
+                        else f"{s['target_candidates_flagged_wobblier']:.2f}")
             lines.append(
                 f"| {key} | {s['candidates_flagged']:.2f} | {target} | {s['clean_flagged']:.2f} | "
-                f"{s['median_candidate_score']:+.2f} | {s['untestable_candidate_sets']} of "
+                f"{s['median_candidate_score']:+.2f} | {s['candidates_flagged_wobblier']:.2f} / {target_w} / "
+                f"{s['clean_flagged_wobblier']:.2f} | {s['untestable_candidate_sets']} of "
                 f"{s['scored_candidate_sets']} / {s['untestable_clean_sets']} of {s['scored_clean_sets']} | "
                 f"{'yes' if reproduced[threat][key] else 'no'} |")
         lines.append("")

@@ -320,6 +320,10 @@ def test_nc_candidates_quick(data_dir, lab_cache, tmp_path):
         assert s["untestable_clean_sets"] == sum(u[0] for u in per_net) == sum(
             int(np.count_nonzero(np.asarray(saved["clean_scores"][n][sigma]) == 0)) for n in saved["candidates"])
         assert s["untestable_candidate_sets"] == sum(sum(u[1:]) for u in per_net)
+        # the "wobblier" direction: the smoother score negated, so a candidate is flagged one way at most
+        medians = np.concatenate([saved["candidates"][n]["median_score"][sigma] for n in saved["candidates"]])
+        assert s["candidates_flagged_wobblier"] == np.mean(medians < np.log10(0.05))  # p < 0.05, wobblier
+        assert s["candidates_flagged"] + s["candidates_flagged_wobblier"] <= 1
         assert (s["scored_candidate_sets"], s["scored_clean_sets"]) == (2 * 2 * 10, 2 * 2)
     # Another sitting: each net's candidates and scores are read back, not crafted again.
     first = json.loads((tmp_path / "nc_candidates.json").read_text())
@@ -1068,6 +1072,8 @@ def test_nc_candidates_table_scores_a_run_in_progress_with_the_runs_own_code(tmp
         scores = np.full((2, 11), 0.5)
         scores[:, 1] = 3.0 if threat else 0.5
         scores[0, 0] = 0.0 if not threat else 2.0
+        if not threat:
+            scores[:, 6] = -2.0  # class 5's candidate makes the clean net's sets wobblier
         arrays = {"mask_norms": norms if threat else norms[::-1], "anomaly_index": np.zeros(10),
                   "flagged": np.array(flagged, dtype=np.int64), "model_anomaly_index": np.float64(5.0 if threat else 0.9),
                   "reached_threshold": np.ones(10, bool), "steps": np.full(10, 50),
@@ -1084,13 +1090,15 @@ def test_nc_candidates_table_scores_a_run_in_progress_with_the_runs_own_code(tmp
     # 1 of the 20 (net, class) candidates is flagged; the target's on the backdoored net; 1 of 4 clean sets
     assert (s["candidates_flagged"], s["target_candidates_flagged"], s["clean_flagged"]) == (0.05, 1.0, 0.25)
     assert (s["untestable_clean_sets"], s["scored_clean_sets"], s["scored_candidate_sets"]) == (1, 4, 40)
+    assert (s["candidates_flagged_wobblier"], s["target_candidates_flagged_wobblier"],
+            s["clean_flagged_wobblier"]) == (0.05, 0.0, 0.0)
     assert reproduced["T3"]["0.3"] is False
     assert table["main"]([str(tmp_path), "--records"]) == 0
     out = capsys.readouterr().out
     assert "**T3** (1 clean and 1 backdoored nets, 2 of the 12 planned):" in out
     assert "the smallest mask is the target's on 1 of 1 backdoored nets, and NC flags the target on 1" in out
     assert "median 0.95, min 0.95, 10% ≥ 0.99" in out
-    assert "| 0.3 | 0.05 | 1.00 | 0.25 | +0.50 | 0 of 40 / 1 of 4 | no |" in out
+    assert "| 0.3 | 0.05 | 1.00 | 0.25 | +0.50 | 0.05 / 0.00 / 0.00 | 0 of 40 / 1 of 4 | no |" in out
 
 
 def test_noise_votes_example_counts_where_noisy_copies_vote():

@@ -205,7 +205,9 @@ def summarize(candidates, clean_scores, nets, sigmas):
         ``summary[threat][sigma]``: ``candidates_flagged`` (share of the (net, class)
         candidates whose median score is above ``-log10(0.05)``), ``target_candidates_flagged``
         (the same for the backdoored nets' target class; None without one),
-        ``clean_flagged`` (share of clean candidate sets), ``median_candidate_score``, and
+        ``clean_flagged`` (share of clean candidate sets), ``median_candidate_score``; the
+        same three shares in the other direction (``..._wobblier``: the score below
+        ``-log10(0.05)``, the "wobblier" detector's score being the negated one); and
         the sets the test could not judge (``untestable_candidate_sets`` of
         ``scored_candidate_sets``, ``untestable_clean_sets`` of ``scored_clean_sets``).
     reproduced : dict
@@ -224,6 +226,11 @@ def summarize(candidates, clean_scores, nets, sigmas):
                 "target_candidates_flagged": float(np.mean(np.array(targets) > FLAGGED_ABOVE)) if targets else None,
                 "clean_flagged": float(np.mean(clean > FLAGGED_ABOVE)),
                 "median_candidate_score": float(np.median(every_candidate)),
+                # the other direction: the "wobblier" score is the "smoother" one negated
+                "candidates_flagged_wobblier": float(np.mean(every_candidate < -FLAGGED_ABOVE)),
+                "target_candidates_flagged_wobblier": (float(np.mean(np.array(targets) < -FLAGGED_ABOVE))
+                                                       if targets else None),
+                "clean_flagged_wobblier": float(np.mean(clean < -FLAGGED_ABOVE)),
                 "untestable_candidate_sets": int(sum(candidates[n]["untestable_sets"][key][1:].sum()
                                                      for n in labels)),
                 "untestable_clean_sets": int(sum(candidates[n]["untestable_sets"][key][0] for n in labels)),
