@@ -214,9 +214,11 @@ def _score_net(W, H, predicted, sigmas, n_clean, n_calibration, *, backdoored):
     calibration = slice(1 + n_clean, 1 + n_clean + n_calibration)
     triggered = slice(1 + n_clean + n_calibration, None)
     evaluated = np.r_[np.arange(len(predicted))[clean], np.arange(len(predicted))[triggered]]
+    parts = {"clean": clean, "calibration": calibration, "triggered": triggered if backdoored else None}
+    # per part (None for a part the net lacks: a clean net's triggered sets) and sigma, the
+    # sets the Levene test could not judge; counted in the W + Levene loop below
     out = {"auc_per_input": {}, "auc_per_set": {}, "flagged": {}, "auto_sigma": None, "zero_share": {},
-           "untestable_sets": _untestable(W, sigmas, {"clean": clean, "calibration": calibration,
-                                                      "triggered": triggered if backdoored else None})}
+           "untestable_sets": {part: None if rows is None else {} for part, rows in parts.items()}}
     for sigma in sigmas:  # ModelScreen's clean-only rule, on the calibration sets
         key = sigma_key(sigma)
         out["zero_share"][key] = float(np.mean(W[key][calibration] == 0))
@@ -253,6 +255,9 @@ def _score_net(W, H, predicted, sigmas, n_clean, n_calibration, *, backdoored):
         for sigma in sigmas:
             key, Ws = sigma_key(sigma), W[sigma_key(sigma)]
             levene = LeveneBackdoorDetector(alpha=ALPHA).fit(Ws[:1])
+            for part, rows in parts.items():
+                if rows is not None:
+                    out["untestable_sets"][part][key] = _count_untestable(levene, Ws[rows])
             add_flags("W+Levene smoother (paper p)", key, levene.predict(Ws[clean]),
                       levene.predict(Ws[triggered]) if backdoored else [])
             calibrated("W+Levene smoother (calibrated)", key,
@@ -265,39 +270,6 @@ def _score_net(W, H, predicted, sigmas, n_clean, n_calibration, *, backdoored):
                    per_input=True)
     share = _one_class_share(predicted)
     add_flags("one class (rule)", "-", share[clean] == 1.0, share[triggered] == 1.0 if backdoored else [])
-    return out
-
-
-def _untestable(W, sigmas, parts):
-    """Per part of the sets and sigma, how many sets the Levene test could not judge.
-
-    Parameters
-    ----------
-    W : dict
-        ``{sigma key: W of every set}``, the reference set first.
-    sigmas : sequence of float
-    parts : dict
-        ``{part: slice of its sets}``; None for a part the net lacks (a clean net's
-        triggered sets).
-
-    Returns
-    -------
-    dict
-        ``{part: {sigma key: count}}``; None for a part the net lacks.
-    """
-    out = {part: None if rows is None else {} for part, rows in parts.items()}
-    # A block of its own: before the library imported crepes inside catch_warnings, its
-    # import put an "always" filter for UserWarning in front of the scoring block's
-    # filters, and the detector's warnings passed (the 4 in detectors.json's
-    # "library_warnings").
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", WobbledetectWarning)  # what they say is counted here
-        for sigma in sigmas:
-            key = sigma_key(sigma)
-            levene = LeveneBackdoorDetector(alpha=ALPHA).fit(W[key][:1])
-            for part, rows in parts.items():
-                if rows is not None:
-                    out[part][key] = _count_untestable(levene, W[key][rows])
     return out
 
 
