@@ -359,6 +359,9 @@ def test_screen_zoo_quick(tmp_path, lab_cache):
         assert record["untested_sets"]["auto"] == sum(record["table"]["untested_sets"])
         assert set(record["untested_sets"]) == {"auto", "0.1", "0.3"}
         assert all(0 <= n <= 10 * 3 for n in record["untested_sets"].values())
+        assert 0 < record["fit_seconds"] <= record["seconds"]
+    fits = sorted(r["fit_seconds"] for r in saved["screens"].values())
+    assert saved["fit_seconds_per_model"] == pytest.approx((fits[1] + fits[2]) / 2)
     # untestable sets, summed over the nets (3 sets per class in quick mode)
     untestable = saved["untestable_sets"]
     assert untestable["scored"] == 4 * 10 * 3 and untestable["not_recorded"] == []
@@ -1039,6 +1042,13 @@ def test_screen_zoo_table_prints_the_model_level_numbers_of_a_zoo(tmp_path, caps
     # combined: the undefined (None) score ranks below every defined one
     assert "| combined (`ModelScreen`'s verdict) | 1.00 | 1.00–1.00 (best σ 0.3) | 1 of 2 | 1 of 2 / 0 of 2 |" in lines
     assert "Stamped sets the Levene test could not judge, of 160 per σ: 3 at σ auto, 3 at σ 0.3." in lines
+    # records from before the screen was timed apart have only the time with the grid
+    assert "σ auto: 0.3; wall time per net: with W at the rest of the σ grid median 10 s (10–10 s)." in lines
+    timed = {label: screen | {"fit_seconds": fit} for (label, screen), fit in zip(screens.items(), (4, 6, 5, 7))}
+    path.write_text(json.dumps(saved | {"screens": timed}))
+    assert table["main"]([str(path)]) == 0
+    assert ("σ auto: 0.3; wall time per net: the screen (fit) median 6 s (4–7 s, 4 nets); with W at the "
+            "rest of the σ grid median 10 s (10–10 s).") in capsys.readouterr().out.splitlines()
     # the same nets from their per-net records (a run in progress); mixed settings are refused
     nets = tmp_path / "run" / "nets"
     nets.mkdir(parents=True)
