@@ -1136,3 +1136,8 @@ def test_noise_votes_example_counts_where_noisy_copies_vote():
     assert v["per_class"][2:] == [0] * 8 and sum(v["per_class"]) == 20
     assert v["per_class"][1] == int((X[:, 0, 0, 0] > 0.5).sum())  # copies vote mostly as the input
     assert 0 < v["mean_W"] <= np.log(2) and v["zero_share"] < 1.0
+
+
+def test_untestable_counts_names_only_the_sigmas_with_untestable_sets():
+    assert _common.untestable_counts({"0.05": 3, "0.1": 0, "0.2": 1}) == "3 at sigma 0.05, 1 at sigma 0.2"
+    assert _common.untestable_counts({"0.05": 0}) == ""

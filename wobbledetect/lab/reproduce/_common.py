@@ -34,6 +34,7 @@ from ..zoo import NetConfig, get_net, load_lab_data
 
 __all__ = [
     "Setup", "SETUPS", "Experiment", "NetRecord", "read_record", "measure_nets", "sigma_key", "auc_or_nan",
+    "untestable_counts",
     "within_net_summary", "draw_indices", "draw_triplets",
     "zoo_configs",
     "reference_scores", "jsonable", "DIRECTIONS",
@@ -616,3 +617,11 @@ def auc_or_nan(y_true, score):
     if len(np.unique(y_true)) < 2:
         return float("nan")
     return float(roc_auc_score(y_true, score))
+
+
+def untestable_counts(counts):
+    """``"3 at sigma 0.05, 1 at sigma 0.1"``: the sigmas of ``counts`` (key -> sets) with any.
+
+    The phrase of the log lines that count the sets the Levene test could not judge.
+    """
+    return ", ".join(f"{n} at sigma {key}" for key, n in counts.items() if n)

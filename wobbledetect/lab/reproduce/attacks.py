@@ -34,7 +34,7 @@ from ... import LeveneBackdoorDetector, STRIPTransformer, WobbledetectWarning
 from ...plotting import plot_line_panels
 from ._common import (
     DISPLAY_NAMES, NOISE_SEED, SET_SIZE, TARGET, Experiment, NetRecord, auc_or_nan, draw_triplets,
-    measure_nets, sigma_key,
+    measure_nets, sigma_key, untestable_counts,
 )
 
 __all__ = ["run", "score_cell", "FAMILIES", "QUICK_FAMILIES", "TAKES_AT", "FIXED_SIGMA", "ATTACK_SIGMAS"]
@@ -128,11 +128,9 @@ def run(
                     f"{net['clean_accuracy']:.3f}, attack success {net['backdoor_accuracy']:.3f}"
                     + ("" if meta["took"] else f" -- did not take (< {TAKES_AT}); not scored"))
             cell = results.setdefault(family, {})[str(strength)] = score_cell(measured, sigmas)
-            untestable = {k: n for k, n in cell.get("untestable_sets", {}).items() if n}
-            if untestable:
+            if untestable := untestable_counts(cell.get("untestable_sets", {})):
                 log(f"[attacks] {family}, {strength}: candidate sets the Levene test could not judge "
-                    f"(W without spread), of {cell['scored_sets']}: "
-                    + ", ".join(f"{n} at sigma {k}" for k, n in untestable.items()))
+                    f"(W without spread), of {cell['scored_sets']}: {untestable}")
 
     png = plot_line_panels(
         [_panel(family, families[family][0], by_strength) for family, by_strength in results.items()],

@@ -39,7 +39,7 @@ import numpy as np
 from ... import ModelScreen, NeuralCleanse, WobbledetectWarning
 from ...plotting import plot_roc_panels
 from ..cache import config_key
-from ._common import DISPLAY_NAMES, TARGET, Experiment, auc_or_nan, jsonable, sigma_key
+from ._common import DISPLAY_NAMES, TARGET, Experiment, auc_or_nan, jsonable, sigma_key, untestable_counts
 
 __all__ = ["run", "summarize", "ZOOS", "SCORES"]
 
@@ -158,7 +158,7 @@ def run(
     untestable["not_recorded"] = [configs[i].label for i in untestable["not_recorded"]]
     if untestable["untested"]:
         log("[screen_zoo] stamped sets the Levene test could not judge (W without spread), of "
-            f"{untestable['scored']}: " + ", ".join(f"{n} at sigma {k}" for k, n in untestable["untested"].items()))
+            f"{untestable['scored']}: {untestable_counts(untestable['untested'])}")
     if untestable["not_recorded"]:
         log(f"[screen_zoo] {len(untestable['not_recorded'])} net(s) screened before these sets were "
             "counted: their untestable sets are not known")
