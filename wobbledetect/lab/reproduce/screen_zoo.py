@@ -24,7 +24,7 @@ Quick mode: clean and T1 ``square`` quick nets of seeds 0 and 1, a small Neural 
 (30 steps of 4 batches), 3 sets per class, sigmas (0.1, 0.3), n = 100.
 
 Cost (full, 2 CPU cores): Neural Cleanse on 10 classes (digits: about a minute; the
-FashionCNN: about 9 min) and ``(10 + 2) x n_sets x 25 x 250`` forwards per sigma of
+FashionCNN: about 6 min) and ``(10 + 2) x n_sets x 25 x 250`` forwards per sigma of
 the grid (the one ``"auto"`` chose is measured once).
 """
 
