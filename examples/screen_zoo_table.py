@@ -79,9 +79,12 @@ def table(name, screens, backdoored, where, n_sets):
         grid = {k: v for k, v in auc.items() if k != "auto"}
         named = summary["target_accuracy"][score]["auto"]
         flagged = summary["flagged"][score]
-        spread = ("(no σ)" if score == "nc" else "–" if not grid else
+        # a run in progress may hold one kind of net only: no AUC, nothing to name yet
+        spread = ("(no σ)" if score == "nc" else "–" if not grid or not n_back or not n_clean else
                   f"{min(grid.values()):.2f}–{max(grid.values()):.2f} (best σ {max(grid, key=grid.get)})")
-        lines.append(f"| {row} | {auc['auto']:.2f} | {spread} | {round(named * n_back)} of {n_back} | "
+        auto = "–" if np.isnan(auc["auto"]) else f"{auc['auto']:.2f}"
+        named = f"{round(named * n_back)} of {n_back}" if n_back else "–"
+        lines.append(f"| {row} | {auto} | {spread} | {named} | "
                      f"{flagged['backdoored']} of {flagged['of_backdoored']} / "
                      f"{flagged['clean']} of {flagged['of_clean']} |")
     seconds = [s["seconds"] for s in screens]

@@ -1059,6 +1059,16 @@ def test_screen_zoo_table_prints_the_model_level_numbers_of_a_zoo(tmp_path, caps
     from_records = capsys.readouterr().out.splitlines()
     assert from_records[0] == "**run (records so far)** (2 clean and 2 backdoored nets):"
     assert from_records[1:] == lines[1:len(from_records)]
+    # a run that has screened clean nets only so far: no AUC and no target yet, said so
+    early = tmp_path / "early" / "nets"
+    early.mkdir(parents=True)
+    for label in ("clean/seed0", "clean/seed1"):
+        (early / f"{label.replace('/', '_')}.json").write_text(
+            json.dumps({"signature": {"key": label, "n_sets": 4, "sigmas": [0.3]}, "screen": screens[label]}))
+    assert table["main"]([str(tmp_path / "early"), "--records"]) == 0
+    early_lines = capsys.readouterr().out.splitlines()
+    assert "| Neural Cleanse alone | – | (no σ) | – | 0 of 0 / 0 of 2 |" in early_lines
+    assert "| combined (`ModelScreen`'s verdict) | – | – | – | 0 of 0 / 0 of 2 |" in early_lines
     (nets / "odd.json").write_text(json.dumps({"signature": {"key": "x", "n_sets": 3, "sigmas": [0.3]},
                                                "screen": screens["clean/seed0"]}))
     with pytest.raises(ValueError, match="mixes screens of different settings"):
