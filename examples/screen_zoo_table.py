@@ -77,13 +77,13 @@ def table(name, screens, backdoored, where, n_sets):
     for score, row in ROWS.items():
         auc = summary["auc"][score]
         grid = {k: v for k, v in auc.items() if k != "auto"}
-        named = summary["target_accuracy"][score]["auto"]
+        share_named = summary["target_accuracy"][score]["auto"]
         flagged = summary["flagged"][score]
         # a run in progress may hold one kind of net only: no AUC, nothing to name yet
         spread = ("(no σ)" if score == "nc" else "–" if not grid or not n_back or not n_clean else
                   f"{min(grid.values()):.2f}–{max(grid.values()):.2f} (best σ {max(grid, key=grid.get)})")
         auto = "–" if np.isnan(auc["auto"]) else f"{auc['auto']:.2f}"
-        named = f"{round(named * n_back)} of {n_back}" if n_back else "–"
+        named = f"{round(share_named * n_back)} of {n_back}" if n_back else "–"
         lines.append(f"| {row} | {auto} | {spread} | {named} | "
                      f"{flagged['backdoored']} of {flagged['of_backdoored']} / "
                      f"{flagged['clean']} of {flagged['of_clean']} |")
