@@ -141,8 +141,10 @@ def run(
             f"(class {record['auto']['combined']['class']}) in {record['fit_seconds']:.0f} s, "
             f"{record['seconds']:.0f} s with the grid")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(jsonable({"signature": signature, "screen": record,
-                                             "net": exp.nets[config.label]}), indent=1))
+        tmp = path.with_suffix(".tmp")  # atomic: a run stopped mid-write leaves no half record
+        tmp.write_text(json.dumps(jsonable({"signature": signature, "screen": record,
+                                            "net": exp.nets[config.label]}), indent=1))
+        tmp.replace(path)
 
     labels = [int(config.threat is not None) for config in configs]
     where = ["auto", *(sigma_key(s) for s in exp.sigmas)]
