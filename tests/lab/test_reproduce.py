@@ -373,7 +373,7 @@ def test_screen_zoo_quick(tmp_path, lab_cache):
                        log=lines.append)
     assert again["screens"] == json.loads(json.dumps(saved["screens"]))
     assert sum("from " in line and "nets/" in line for line in lines) == 4
-    assert sorted(p.suffix for p in (tmp_path / "nets").iterdir()) == [".json"] * 4  # no .tmp left
+    assert sorted(p.suffix for p in (tmp_path / "nets").iterdir()) == [".json"] * 4  # no temporary file left
 
 
 def test_digits_is_refused_for_the_papers_figures(tmp_path, capsys):

@@ -160,7 +160,7 @@ class ModelCache:
             name: tensor.detach().cpu().contiguous()
             for name, tensor in module.state_dict().items()
         }
-        _atomic_write(weights, lambda tmp: save_file(tensors, tmp))
+        atomic_write(weights, lambda tmp: save_file(tensors, tmp))
         record = {
             **(metadata or {}),
             "config": config,
@@ -170,7 +170,7 @@ class ModelCache:
             "torch_version": torch.__version__,
         }
         text = json.dumps(record, indent=2, sort_keys=True)
-        _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(text))
+        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(text))
         return record
 
     def get_or_train(self, config, build, train):
@@ -231,7 +231,7 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def _atomic_write(path, write):
+def atomic_write(path, write):
     """Run ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(handle)

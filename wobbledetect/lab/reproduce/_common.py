@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._levene import DIRECTIONS
-from ..cache import ModelCache, config_key
+from ..cache import ModelCache, atomic_write, config_key
 from ..parallel import check_scheduler, experiment_from_spec, experiment_spec, run_tasks
 from ..zoo import NetConfig, get_net, load_lab_data
 
@@ -385,9 +385,11 @@ class NetRecord:
         """Write ``arrays`` and ``meta`` (with the signature and the net's entry), atomically."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"signature": self.signature, **meta, "net": self.exp.nets[self.config.label]}
-        tmp = self.path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, meta=json.dumps(jsonable(meta)), **arrays)
-        tmp.replace(self.path)
+        def write(tmp):
+            with open(tmp, "wb") as handle:  # a file object: numpy adds no ".npz" to its name
+                np.savez_compressed(handle, meta=json.dumps(jsonable(meta)), **arrays)
+
+        atomic_write(self.path, write)
 
 
 def measure_nets(exp, configs, signature, measure_net, measure, *, scheduler=None):

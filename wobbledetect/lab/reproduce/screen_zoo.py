@@ -33,12 +33,13 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from ... import ModelScreen, NeuralCleanse, WobbledetectWarning
 from ...plotting import plot_roc_panels
-from ..cache import config_key
+from ..cache import atomic_write, config_key
 from ._common import DISPLAY_NAMES, TARGET, Experiment, auc_or_nan, jsonable, sigma_key, untestable_counts
 
 __all__ = ["run", "summarize", "ZOOS", "SCORES"]
@@ -141,10 +142,10 @@ def run(
             f"(class {record['auto']['combined']['class']}) in {record['fit_seconds']:.0f} s, "
             f"{record['seconds']:.0f} s with the grid")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")  # atomic: a run stopped mid-write leaves no half record
-        tmp.write_text(json.dumps(jsonable({"signature": signature, "screen": record,
-                                            "net": exp.nets[config.label]}), indent=1))
-        tmp.replace(path)
+        text = json.dumps(jsonable({"signature": signature, "screen": record, "net": exp.nets[config.label]}),
+                          indent=1)
+        # a run stopped mid-write leaves no half record for the resume to choke on
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
     labels = [int(config.threat is not None) for config in configs]
     where = ["auto", *(sigma_key(s) for s in exp.sigmas)]
