@@ -1076,6 +1076,34 @@ def test_screen_zoo_table_prints_the_model_level_numbers_of_a_zoo(tmp_path, caps
         table["from_records"](tmp_path / "run")
 
 
+def test_screen_zoo_table_breaks_a_zoo_down_by_threat_model(tmp_path, capsys):
+    table = _screen_zoo_table()
+    screens = {  # NC ranks the T1 nets above both clean nets, the T3 net below them
+        "clean/seed0": _screen(None, (1.0, 4), (1.0, 2), (1.0, 4), (1.0, 2), False),
+        "clean/seed1": _screen(None, (2.5, 8), (0.5, 1), (1.5, 8), (0.5, 1), True),
+        "T1/square/seed0": _screen("T1", (3.0, 0), (0.2, 0), (2.5, 0), (3.0, 0), True),
+        "T1/checker/seed0": _screen("T1", (4.0, 0), (0.1, 3), (2.0, 0), (0.1, 3), True),
+        "T3/square/seed0": _screen("T3", (0.5, 7), (2.2, 0), (1.2, 0), (2.2, 0), False),
+    }
+    saved = {"dataset": "fashion-mnist", "screens": screens,
+             "parameters": {"nets": list(screens), "backdoored": [0, 0, 1, 1, 1], "sigmas": [0.3], "n_sets": 4}}
+    path = tmp_path / "screen_zoo.json"
+    path.write_text(json.dumps(saved))
+    assert table["main"]([str(path)]) == 0
+    plain = capsys.readouterr().out.splitlines()
+    assert not any("nets only" in line for line in plain)  # the breakdown is asked for, never implied
+    assert table["main"](["--by-threat", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:len(plain)] == plain  # the zoo's own table first, unchanged
+    t1 = lines.index("**fashion-mnist, T1 nets only (a breakdown, not pre-registered)** (2 clean and 2 backdoored nets):")
+    t3 = lines.index("**fashion-mnist, T3 nets only (a breakdown, not pre-registered)** (2 clean and 1 backdoored nets):")
+    assert t1 < t3
+    assert "| Neural Cleanse alone | 1.00 | (no σ) | 2 of 2 | 2 of 2 / 1 of 2 |" in lines[t1:t3]
+    assert "| Neural Cleanse alone | 0.00 | (no σ) | 0 of 1 | 0 of 1 / 1 of 2 |" in lines[t3:]
+    # W names T3's target at 2.2, above both clean nets' 1.0 and 0.5 and above the index 2
+    assert "| W of the NC candidates alone (smoothing index) | 1.00 | 1.00–1.00 (best σ 0.3) | 1 of 1 | 1 of 1 / 0 of 2 |" in lines[t3:]
+
+
 def test_nc_candidates_table_scores_a_run_in_progress_with_the_runs_own_code(tmp_path, capsys):
     import runpy
     from pathlib import Path
