@@ -23,12 +23,11 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .cache import default_cache_dir
+from .cache import atomic_write, default_cache_dir
 
 __all__ = [
     "load_digits_images",
@@ -242,14 +241,12 @@ def _decompress_into(source, raw):
         target = raw / name[: -len(".gz")]
         if target.is_file() and target.stat().st_size == _gzip_size(source / name):
             continue
-        handle, tmp = tempfile.mkstemp(dir=raw, prefix=f".{target.name}.")
-        try:
-            with gzip.open(source / name) as packed, os.fdopen(handle, "wb") as out:
-                shutil.copyfileobj(packed, out)
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write(target, lambda tmp, packed=source / name: _gunzip(packed, tmp))
+
+
+def _gunzip(packed, out):
+    with gzip.open(packed) as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst)
 
 
 def _gzip_size(path):
