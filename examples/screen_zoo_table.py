@@ -5,7 +5,7 @@ Usage::
     python examples/screen_zoo_table.py examples/results/screen-zoo-digits/screen_zoo.json \
         examples/results/screen-zoo-fashion-mnist/screen_zoo.json
     python examples/screen_zoo_table.py examples/results/screen-zoo-fashion-mnist --records
-    python examples/screen_zoo_table.py --by-threat examples/results/screen-zoo-fashion-mnist/screen_zoo.json
+    python examples/screen_zoo_table.py --by-threat [--took] examples/results/screen-zoo-fashion-mnist/screen_zoo.json
 
 The first form reads finished runs' JSONs: one table per zoo and, with more than one, a
 pooled one (every net of every zoo; the scores are anomaly indices, which have no unit,
@@ -13,7 +13,8 @@ so pooling them is meaningful). The second scores the nets screened so far
 (``nets/*.json``) with the run's own :func:`~wobbledetect.lab.reproduce.screen_zoo.summarize`,
 for a look at a run that is not finished. ``--by-threat`` adds, per zoo, one table per
 threat model (its backdoored nets against all the zoo's clean nets): a breakdown the
-pre-registered design does not ask for, printed as such.
+pre-registered design does not ask for, printed as such; ``--took`` leaves out the
+backdoored nets whose backdoor did not take (another such breakdown).
 
 Prints, in Markdown, per score (Neural Cleanse alone, W of the NC candidates alone, their
 combination): the model-level ROC AUC at sigma "auto" and over the sigma grid (best sigma,
@@ -34,15 +35,29 @@ import numpy as np
 
 ROWS = {"nc": "Neural Cleanse alone", "w": "W of the NC candidates alone (smoothing index)",
         "combined": "combined (`ModelScreen`'s verdict)"}
+TOOK = 0.5
 
 
-def from_json(path):
-    """``(name, screens, backdoored, where, n_sets)`` of a finished run's JSON."""
+def from_json(path, took=False):
+    """``(name, screens, backdoored, where, n_sets)`` of a finished run's JSON.
+
+    With ``took``, the backdoored nets whose backdoor did not take (attack success below
+    ``TOOK``, as in the attacks run) are left out, and the name says how many.
+    """
     saved = json.loads(Path(path).read_text())
     parameters = saved["parameters"]
-    screens = [saved["screens"][label] for label in parameters["nets"]]
+    labels, backdoored = list(parameters["nets"]), list(parameters["backdoored"])
+    name = saved["dataset"]
+    if took:
+        failed = [i for i, label in enumerate(labels)
+                  if backdoored[i] and saved["nets"][label]["backdoor_accuracy"] < TOOK]
+        labels = [label for i, label in enumerate(labels) if i not in failed]
+        backdoored = [b for i, b in enumerate(backdoored) if i not in failed]
+        name += (f", nets whose backdoor took (attack success ≥ {TOOK}; {len(failed)} left out; "
+                 "a breakdown, not pre-registered)")
+    screens = [saved["screens"][label] for label in labels]
     where = ["auto", *(_key(s) for s in parameters["sigmas"])]
-    return saved["dataset"], screens, parameters["backdoored"], where, parameters["n_sets"]
+    return name, screens, backdoored, where, parameters["n_sets"]
 
 
 def from_records(out_dir):
@@ -121,12 +136,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="screen_zoo.json files, or with --records one run's folder")
     parser.add_argument("--records", action="store_true", help="score the per-net records in PATH/nets")
+    parser.add_argument("--took", action="store_true",
+                        help="leave out the backdoored nets whose backdoor did not take (finished runs only)")
     parser.add_argument("--by-threat", action="store_true",
                         help="add one table per threat model (T1, T3): its backdoored nets against all clean nets")
     args = parser.parse_args(argv)
     if args.records and len(args.paths) != 1:
         parser.error("--records takes one run folder")
-    zoos = [from_records(args.paths[0])] if args.records else [from_json(p) for p in args.paths]
+    if args.records and args.took:
+        parser.error("--took needs finished runs' JSONs (the per-net records do not hold the attack success)")
+    zoos = [from_records(args.paths[0])] if args.records else [from_json(p, args.took) for p in args.paths]
     lines = []
     for zoo in zoos:
         lines += [*table(*zoo), ""]
@@ -137,7 +156,8 @@ def main(argv=None):
         n_sets = {z[4] for z in zoos}
         if len(n_sets) > 1:  # the untestable counts' denominator needs one n_sets
             screens = [{k: v for k, v in s.items() if k != "untested_sets"} for s in screens]
-        name = "pooled over " + " and ".join(z[0] for z in zoos)
+        name = ("pooled over " + " and ".join(z[0].split(",")[0] for z in zoos)
+                + (", nets whose backdoor took" if args.took else ""))
         lines += [*table(name, screens, [b for z in zoos for b in z[2]], ["auto"], min(n_sets)), ""]
     sys.stdout.write("\n".join(lines))
     return 0

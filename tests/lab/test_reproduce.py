@@ -1102,6 +1102,18 @@ def test_screen_zoo_table_breaks_a_zoo_down_by_threat_model(tmp_path, capsys):
     assert "| Neural Cleanse alone | 0.00 | (no σ) | 0 of 1 | 0 of 1 / 1 of 2 |" in lines[t3:]
     # W names T3's target at 2.2, above both clean nets' 1.0 and 0.5 and above the index 2
     assert "| W of the NC candidates alone (smoothing index) | 1.00 | 1.00–1.00 (best σ 0.3) | 1 of 1 | 1 of 1 / 0 of 2 |" in lines[t3:]
+    # --took leaves out the T3 net, whose backdoor did not take: NC then ranks perfectly
+    saved["nets"] = {label: {"backdoor_accuracy": None if screen["threat"] is None else 0.05 if label.startswith("T3")
+                             else 0.99} for label, screen in screens.items()}
+    path.write_text(json.dumps(saved))
+    assert table["main"](["--took", str(path)]) == 0
+    took = capsys.readouterr().out.splitlines()
+    assert took[0] == ("**fashion-mnist, nets whose backdoor took (attack success ≥ 0.5; 1 left out; a breakdown, "
+                       "not pre-registered)** (2 clean and 2 backdoored nets):")
+    assert "| Neural Cleanse alone | 1.00 | (no σ) | 2 of 2 | 2 of 2 / 1 of 2 |" in took
+    with pytest.raises(SystemExit):
+        table["main"](["--took", "--records", str(tmp_path)])
+    assert "--took needs finished runs' JSONs" in capsys.readouterr().err
 
 
 def test_nc_candidates_table_scores_a_run_in_progress_with_the_runs_own_code(tmp_path, capsys):
