@@ -14,7 +14,8 @@ so pooling them is meaningful). The second scores the nets screened so far
 for a look at a run that is not finished. ``--by-threat`` adds, per zoo, one table per
 threat model (its backdoored nets against all the zoo's clean nets): a breakdown the
 pre-registered design does not ask for, printed as such; ``--took`` leaves out the
-backdoored nets whose backdoor did not take (another such breakdown).
+backdoored nets whose backdoor did not take (another such breakdown); ``--nets`` lists
+each net's scores and the classes they name.
 
 Prints, in Markdown, per score (Neural Cleanse alone, W of the NC candidates alone, their
 combination): the model-level ROC AUC at sigma "auto" and over the sigma grid (best sigma,
@@ -123,6 +124,25 @@ def table(name, screens, backdoored, where, n_sets):
     return lines
 
 
+def per_net(name, screens, backdoored, where, n_sets):
+    """One row per net at sigma auto: each score with the class it names, NC's flags, the verdict."""
+    del where, n_sets
+    lines = [f"**{name}, per net** (σ auto; in brackets the class each score names; target 0):", "",
+             "| net | σ auto | Neural Cleanse | W of the candidates | combined | NC flags | verdict |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for screen, label in zip(screens, backdoored):
+        net = (f"{screen['threat']}/{screen['trigger']}/seed{screen['seed']}" if label
+               else f"clean/seed{screen['seed']}")
+        cells = []
+        for score in ROWS:
+            value = screen["auto"][score]
+            cells.append("–" if value["score"] is None else f"{value['score']:.2f} ({value['class']})")
+        flags = ", ".join(str(c) for c in screen["nc_flagged"]) or "none"
+        lines.append(f"| {net} | {screen['sigma_auto']:g} | {' | '.join(cells)} | {flags} | "
+                     f"{'backdoored' if screen['backdoored'] else 'clean'} |")
+    return lines
+
+
 def by_threat(name, screens, backdoored, where, n_sets):
     """One ``(name, ...)`` zoo per threat model: its backdoored nets and every clean net."""
     threats = sorted({s["threat"] for s, b in zip(screens, backdoored) if b})
@@ -138,6 +158,7 @@ def main(argv=None):
     parser.add_argument("--records", action="store_true", help="score the per-net records in PATH/nets")
     parser.add_argument("--took", action="store_true",
                         help="leave out the backdoored nets whose backdoor did not take (finished runs only)")
+    parser.add_argument("--nets", action="store_true", help="add one row per net: its scores and classes")
     parser.add_argument("--by-threat", action="store_true",
                         help="add one table per threat model (T1, T3): its backdoored nets against all clean nets")
     args = parser.parse_args(argv)
@@ -151,6 +172,8 @@ def main(argv=None):
         lines += [*table(*zoo), ""]
         for part in by_threat(*zoo) if args.by_threat else ():
             lines += [*table(*part), ""]
+        if args.nets:
+            lines += [*per_net(*zoo), ""]
     if len(zoos) > 1:  # at sigma auto only: the zoos' grids need not be the same
         screens = [s for z in zoos for s in z[1]]
         n_sets = {z[4] for z in zoos}

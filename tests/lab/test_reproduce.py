@@ -1011,12 +1011,13 @@ def _screen_zoo_table():
     return runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "screen_zoo_table.py"))
 
 
-def _screen(threat, nc, w, combined, w_03, verdict, untested=None):
+def _screen(threat, nc, w, combined, w_03, verdict, untested=None, seed=0, trigger="square", flagged=()):
     """A screen-zoo record with given (score, class) pairs at sigma auto (w at 0.3 apart)."""
     pair = lambda v: {"score": v[0], "class": v[1]}  # noqa: E731
     auto = {"nc": pair(nc), "w": pair(w), "combined": pair(combined)}
     record = {"auto": auto, "0.3": auto | {"w": pair(w_03)}, "backdoored": verdict, "sigma_auto": 0.3,
-              "seconds": 10.0, "threat": threat, "table": {"class": list(range(10))}}
+              "seconds": 10.0, "threat": threat, "table": {"class": list(range(10))}, "seed": seed,
+              "trigger": trigger if threat else None, "nc_flagged": list(flagged)}
     return record | ({"untested_sets": untested} if untested else {})
 
 
@@ -1080,9 +1081,10 @@ def test_screen_zoo_table_breaks_a_zoo_down_by_threat_model(tmp_path, capsys):
     table = _screen_zoo_table()
     screens = {  # NC ranks the T1 nets above both clean nets, the T3 net below them
         "clean/seed0": _screen(None, (1.0, 4), (1.0, 2), (1.0, 4), (1.0, 2), False),
-        "clean/seed1": _screen(None, (2.5, 8), (0.5, 1), (1.5, 8), (0.5, 1), True),
-        "T1/square/seed0": _screen("T1", (3.0, 0), (0.2, 0), (2.5, 0), (3.0, 0), True),
-        "T1/checker/seed0": _screen("T1", (4.0, 0), (0.1, 3), (2.0, 0), (0.1, 3), True),
+        "clean/seed1": _screen(None, (2.5, 8), (0.5, 1), (1.5, 8), (0.5, 1), True, seed=1, flagged=(8,)),
+        "T1/square/seed0": _screen("T1", (3.0, 0), (0.2, 0), (2.5, 0), (3.0, 0), True, flagged=(0,)),
+        "T1/checker/seed0": _screen("T1", (4.0, 0), (0.1, 3), (2.0, 0), (0.1, 3), True, trigger="checker",
+                                    flagged=(0, 3)),
         "T3/square/seed0": _screen("T3", (0.5, 7), (2.2, 0), (1.2, 0), (2.2, 0), False),
     }
     saved = {"dataset": "fashion-mnist", "screens": screens,
@@ -1111,6 +1113,11 @@ def test_screen_zoo_table_breaks_a_zoo_down_by_threat_model(tmp_path, capsys):
     assert took[0] == ("**fashion-mnist, nets whose backdoor took (attack success ≥ 0.5; 1 left out; a breakdown, "
                        "not pre-registered)** (2 clean and 2 backdoored nets):")
     assert "| Neural Cleanse alone | 1.00 | (no σ) | 2 of 2 | 2 of 2 / 1 of 2 |" in took
+    assert table["main"](["--nets", str(path)]) == 0
+    nets = capsys.readouterr().out.splitlines()
+    assert "| clean/seed1 | 0.3 | 2.50 (8) | 0.50 (1) | 1.50 (8) | 8 | backdoored |" in nets
+    assert "| T1/checker/seed0 | 0.3 | 4.00 (0) | 0.10 (3) | 2.00 (0) | 0, 3 | backdoored |" in nets
+    assert "| T3/square/seed0 | 0.3 | 0.50 (7) | 2.20 (0) | 1.20 (0) | none | clean |" in nets
     with pytest.raises(SystemExit):
         table["main"](["--took", "--records", str(tmp_path)])
     assert "--took needs finished runs' JSONs" in capsys.readouterr().err
