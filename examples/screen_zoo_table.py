@@ -47,15 +47,14 @@ def from_json(path, took=False):
     """
     saved = json.loads(Path(path).read_text())
     parameters = saved["parameters"]
-    labels, backdoored = list(parameters["nets"]), list(parameters["backdoored"])
+    labels, backdoored = parameters["nets"], parameters["backdoored"]
     name = saved["dataset"]
     if took:
-        failed = [i for i, label in enumerate(labels)
-                  if backdoored[i] and saved["nets"][label]["backdoor_accuracy"] < TOOK]
-        labels = [label for i, label in enumerate(labels) if i not in failed]
-        backdoored = [b for i, b in enumerate(backdoored) if i not in failed]
-        name += (f", nets whose backdoor took (attack success ≥ {TOOK}; {len(failed)} left out; "
+        keep = [i for i, label in enumerate(labels)
+                if not (backdoored[i] and saved["nets"][label]["backdoor_accuracy"] < TOOK)]
+        name += (f", nets whose backdoor took (attack success ≥ {TOOK}; {len(labels) - len(keep)} left out; "
                  "a breakdown, not pre-registered)")
+        labels, backdoored = [labels[i] for i in keep], [backdoored[i] for i in keep]
     screens = [saved["screens"][label] for label in labels]
     where = ["auto", *(_key(s) for s in parameters["sigmas"])]
     return name, screens, backdoored, where, parameters["n_sets"]
